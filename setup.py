@@ -43,10 +43,10 @@ def _extensions():
     )
     if with_cuda:
         os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
-    extra = {'cxx': ['-O3', '-std=c++17']}
+    extra = {'cxx': ['-O3', '-std=c++20']}
     macros = []
     if with_cuda:
-        extra['nvcc'] = ['-O3', '-std=c++17', '--expt-relaxed-constexpr']
+        extra['nvcc'] = ['-O3', '-std=c++20', '--expt-relaxed-constexpr']
         macros.append(('WITH_CUDA', None))
         ext = CUDAExtension('mmdet._ext', cpu_sources + cuda_sources, include_dirs=[os.path.abspath(CSRC)],
                             define_macros=macros, extra_compile_args=extra)

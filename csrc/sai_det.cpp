@@ -1,0 +1,36 @@
+// The registration file of the SAI-Det sparse ops: their schemas under torch.ops.sai_det (the
+// CPU and CUDA kernels register their implementations in csrc/<op>/) and the Python module
+// mmdet._ext, which exposes WITH_CUDA.
+#include <Python.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(sai_det, m) {
+  m.def("active_positions(Tensor mask) -> (Tensor, Tensor)");
+  m.def(
+      "sparse_conv(Tensor x, Tensor weight, Tensor indices, Tensor count, int stride, int padding, int dilation, "
+      "Tensor? scale, Tensor? bias, bool relu) -> Tensor");
+  m.def(
+      "sparse_deform_conv(Tensor x, Tensor offset, Tensor weight, Tensor indices, Tensor count, int stride, "
+      "int padding, int dilation, Tensor? scale, Tensor? bias, bool relu) -> Tensor");
+  m.def(
+      "sparse_interpolate(Tensor rows, Tensor indices, Tensor count, Tensor mask, Tensor sigma, int kernel_size, "
+      "Tensor? bias, Tensor? residual, bool relu) -> Tensor");
+}
+
+static struct PyModuleDef ext_module = {PyModuleDef_HEAD_INIT, "_ext",
+                                        "SAI-Det compiled sparse ops (registered as torch.ops.sai_det.*).", -1, nullptr};
+
+PyMODINIT_FUNC PyInit__ext(void) {
+  PyObject* module = PyModule_Create(&ext_module);
+  if (module == nullptr) return nullptr;
+#ifdef WITH_CUDA
+  PyObject* with_cuda = Py_True;
+#else
+  PyObject* with_cuda = Py_False;
+#endif
+  if (PyModule_AddObjectRef(module, "WITH_CUDA", with_cuda) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
+}

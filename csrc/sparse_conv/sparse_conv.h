@@ -1,0 +1,54 @@
+// sparse_conv: a convolution evaluated only at the active output positions, as
+// gather(patches at the positions, read channels-last) -> GEMM with the (scale-folded) weight
+// -> + bias -> ReLU. Patch rows are ordered (ky, kx, c) to match weight.permute(0, 2, 3, 1).
+#pragma once
+
+#include "common.h"
+
+namespace sai_det {
+
+// The input point (y, x) read by tap (i, j) of the output position `out` (before any offset).
+HOST_DEVICE inline void tap_point(const Pos& out, int64_t i, int64_t j, int64_t stride, int64_t padding,
+                                  int64_t dilation, int64_t* y, int64_t* x) {
+  *y = out.y * stride - padding + i * dilation;
+  *x = out.x * stride - padding + j * dilation;
+}
+
+// The input pixel (flattened b * H * W + y * W + x) read by tap (i, j) of the output position
+// `out`, or -1 where the tap falls into the zero padding.
+HOST_DEVICE inline int64_t tap_pixel(const Pos& out, int64_t i, int64_t j, int64_t height, int64_t width,
+                                     int64_t stride, int64_t padding, int64_t dilation) {
+  int64_t y, x;
+  tap_point(out, i, j, stride, padding, dilation, &y, &x);
+  if (y < 0 || y >= height || x < 0 || x >= width) return -1;
+  return (out.b * height + y) * width + x;
+}
+
+at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& indices,
+                           const at::Tensor& count, int64_t stride, int64_t padding, int64_t dilation,
+                           const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu);
+#ifdef WITH_CUDA
+at::Tensor sparse_conv_cuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& indices,
+                            const at::Tensor& count, int64_t stride, int64_t padding, int64_t dilation,
+                            const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu);
+#endif
+
+// Weight [Cout, Cin, k, k] -> [Cout, k * k * Cin] in `dtype`, times scale [Cout] when given.
+inline at::Tensor gemm_weight(const at::Tensor& weight, const c10::optional<at::Tensor>& scale, at::ScalarType dtype) {
+  at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1}).to(at::kFloat);
+  if (scale.has_value()) w = w * scale->to(at::kFloat).unsqueeze(1);
+  return w.to(dtype);
+}
+
+// rows [n, Cout] (in place) = patches [n, K] @ w.T + bias, then ReLU.
+inline void gemm_epilogue(at::Tensor rows, const at::Tensor& patches, const at::Tensor& w,
+                          const c10::optional<at::Tensor>& bias, bool relu) {
+  if (bias.has_value()) {
+    at::addmm_out(rows, bias->to(w.scalar_type()).unsqueeze(0).expand({patches.size(0), w.size(0)}), patches, w.t());
+  } else {
+    at::mm_out(rows, patches, w.t());
+  }
+  if (relu) rows.clamp_min_(0);
+}
+
+}  // namespace sai_det

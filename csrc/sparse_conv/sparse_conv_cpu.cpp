@@ -1,0 +1,79 @@
+// CPU: patches gathered straight from the channels-last feature map, only at the active
+// positions, in chunks of rows (bounded memory) -> at::mm with a fused bias/ReLU epilogue.
+// Half types are gathered into float32 and multiplied in float32.
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "sparse_conv/sparse_conv.h"
+
+namespace sai_det {
+
+namespace {
+
+constexpr int64_t kChunkElements = int64_t{1} << 21;  // patch buffer of at most 8 MB (float32)
+
+template <typename scalar_t, typename acc_t>
+void gather_patches(const scalar_t* x, const int32_t* indices, int64_t begin, int64_t n, acc_t* patches,
+                    int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, int64_t k,
+                    int64_t stride, int64_t padding, int64_t dilation) {
+  const int64_t row_len = k * k * channels;
+  at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const Pos out = split_position(indices[begin + r], out_h, out_w);
+      acc_t* dst = patches + r * row_len;
+      for (int64_t i = 0; i < k; ++i) {
+        for (int64_t j = 0; j < k; ++j, dst += channels) {
+          const int64_t pix = tap_pixel(out, i, j, height, width, stride, padding, dilation);
+          if (pix < 0) {
+            std::fill(dst, dst + channels, acc_t(0));
+            continue;
+          }
+          const scalar_t* src = x + pix * channels;
+          for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<acc_t>(src[c]);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& indices,
+                           const at::Tensor& count, int64_t stride, int64_t padding, int64_t dilation,
+                           const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu) {
+  check_conv_args(x, weight, indices, count, stride, padding, dilation, scale, bias);
+  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor, got ", x.device());
+  const int64_t channels = x.size(1), height = x.size(2), width = x.size(3), k = weight.size(2);
+  const int64_t out_h = conv_out_size(height, k, stride, padding, dilation);
+  const int64_t out_w = conv_out_size(width, k, stride, padding, dilation);
+  const int64_t n = indices.size(0), row_len = k * k * channels;
+  TORCH_CHECK(count.item<int32_t>() == n, "on the CPU indices must have exactly count (", count.item<int32_t>(),
+              ") entries, got ", n);
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor idx = indices.contiguous();
+  const auto acc_type = at::toOpMathType(x.scalar_type());
+  const at::Tensor w = gemm_weight(weight, scale, acc_type);
+  at::Tensor rows = at::empty({n, weight.size(0)}, x.options().dtype(acc_type));
+  if (n == 0) return rows.to(x.scalar_type());
+  TORCH_CHECK(idx.min().item<int32_t>() >= 0 && idx.max().item<int32_t>() < x.size(0) * out_h * out_w,
+              "indices must lie in [0, B * Ho * Wo) = [0, ", x.size(0) * out_h * out_w, ")");
+  const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
+  at::Tensor patches = at::empty({chunk, row_len}, rows.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    for (int64_t begin = 0; begin < n; begin += chunk) {
+      const int64_t len = std::min(chunk, n - begin);
+      at::Tensor p = patches.narrow(0, 0, len);
+      gather_patches<scalar_t, acc_t>(xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), begin, len,
+                                      p.data_ptr<acc_t>(), channels, height, width, out_h, out_w, k, stride,
+                                      padding, dilation);
+      gemm_epilogue(rows.narrow(0, begin, len), p, w, bias, relu);
+    }
+  });
+  return rows.to(x.scalar_type());
+}
+
+TORCH_LIBRARY_IMPL(sai_det, CPU, m) { m.impl("sparse_conv", &sparse_conv_cpu); }
+
+}  // namespace sai_det

@@ -1,0 +1,70 @@
+// CUDA: one thread per patch element (row, tap, channel) samples the channels-last map
+// bilinearly at the offset point (rows past count are zero), then cuBLAS GEMM with the fused
+// bias/ReLU epilogue, over all N_max rows (no host sync).
+#include <ATen/OpMathType.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "sparse_deform_conv/sparse_deform_conv.h"
+
+namespace sai_det {
+
+template <typename scalar_t>
+__global__ void gather_deform_patches_kernel(const scalar_t* x, const scalar_t* offset, const int32_t* indices,
+                                             const int32_t* count, int64_t n, scalar_t* patches, int64_t channels,
+                                             int64_t height, int64_t width, int64_t out_h, int64_t out_w, int64_t k,
+                                             int64_t stride, int64_t padding, int64_t dilation) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t row_len = k * k * channels;
+  const int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (e >= n * row_len) return;
+  const int64_t r = e / row_len, tap = (e % row_len) / channels, c = e % channels;
+  acc_t v = acc_t(0);
+  if (r < *count) {
+    const Pos out = split_position(indices[r], out_h, out_w);
+    int64_t y, xx, pix[4];
+    acc_t wt[4];
+    tap_point(out, tap / k, tap % k, stride, padding, dilation, &y, &xx);
+    const scalar_t* off = offset + r * 2 * k * k + 2 * tap;
+    bilinear_corners<acc_t>(acc_t(y) + acc_t(off[0]), acc_t(xx) + acc_t(off[1]), height, width, pix, wt);
+    const scalar_t* image = x + out.b * height * width * channels + c;
+    for (int q = 0; q < 4; ++q) v += wt[q] * acc_t(image[pix[q] * channels]);
+  }
+  patches[e] = static_cast<scalar_t>(v);
+}
+
+at::Tensor sparse_deform_conv_cuda(const at::Tensor& x, const at::Tensor& offset, const at::Tensor& weight,
+                                   const at::Tensor& indices, const at::Tensor& count, int64_t stride,
+                                   int64_t padding, int64_t dilation, const c10::optional<at::Tensor>& scale,
+                                   const c10::optional<at::Tensor>& bias, bool relu) {
+  check_conv_args(x, weight, indices, count, stride, padding, dilation, scale, bias);
+  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor, got ", x.device());
+  c10::cuda::CUDAGuard guard(x.device());
+  const int64_t channels = x.size(1), height = x.size(2), width = x.size(3), k = weight.size(2);
+  check_offset(offset, x, indices, k);
+  const int64_t out_h = conv_out_size(height, k, stride, padding, dilation);
+  const int64_t out_w = conv_out_size(width, k, stride, padding, dilation);
+  const int64_t n = indices.size(0), row_len = k * k * channels;
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const at::Tensor idx = indices.contiguous();
+  const at::Tensor off = offset.to(x.scalar_type()).contiguous();
+  const at::Tensor w = gemm_weight(weight, scale, x.scalar_type());
+  at::Tensor rows = at::empty({n, weight.size(0)}, x.options());
+  if (n == 0) return rows;
+  at::Tensor patches = at::empty({n, row_len}, x.options());
+  const int threads = 256;
+  const int64_t blocks = (n * row_len + threads - 1) / threads;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_deform_conv_cuda", [&] {
+    gather_deform_patches_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        xc.data_ptr<scalar_t>(), off.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), count.data_ptr<int32_t>(), n,
+        patches.data_ptr<scalar_t>(), channels, height, width, out_h, out_w, k, stride, padding, dilation);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  gemm_epilogue(rows, patches, w, bias, relu);
+  return rows;
+}
+
+TORCH_LIBRARY_IMPL(sai_det, CUDA, m) { m.impl("sparse_deform_conv", &sparse_deform_conv_cuda); }
+
+}  // namespace sai_det

@@ -1,0 +1,67 @@
+// sparse_interpolate: the Gaussian interpolation of paper.md from features known only at the
+// active positions (rows [N, C] at indices), with a fused epilogue:
+//   out = relu(m * f + (1 - m) * num / (den + 1e-5) + bias + residual),
+//   num = sum_q G(q - p) m(q) f(q), den = sum_q G(q - p) m(q) over the k x k window of p.
+// Only active q contribute (m(q) = 0 elsewhere), so the window loops visit those only.
+#pragma once
+
+#include "common.h"
+
+namespace sai_det {
+
+constexpr float kInterpEps = 1e-5f;
+constexpr float kTwoPi = 6.283185307179586f;
+
+// G(dy, dx) = sigma^2 / (2 pi) * exp(-sigma^2 (dy^2 + dx^2) / 2).
+HOST_DEVICE inline float gaussian_weight(float sigma, int64_t dy, int64_t dx) {
+  const float s2 = sigma * sigma;
+  return s2 / kTwoPi * expf(-s2 * static_cast<float>(dy * dy + dx * dx) / 2.f);
+}
+
+// The fused epilogue of one output element: m * f + (1 - m) * num / (den + eps) + bias +
+// residual, then ReLU.
+template <typename T>
+HOST_DEVICE inline T interp_epilogue(T m, T f, T num, T den, T bias, T residual, bool relu) {
+  T v = m * f + (T(1) - m) * (num / (den + T(kInterpEps))) + bias + residual;
+  return relu && v < T(0) ? T(0) : v;
+}
+
+// Checks shared by the CPU and CUDA kernels.
+inline void check_interp_args(const at::Tensor& rows, const at::Tensor& indices, const at::Tensor& count,
+                              const at::Tensor& mask, const at::Tensor& sigma, int64_t kernel_size,
+                              const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual) {
+  check_float(rows, "rows");
+  TORCH_CHECK(rows.dim() == 2, "rows must be [N_max, C], got ", rows.sizes());
+  check_positions(indices, count, rows);
+  TORCH_CHECK(indices.size(0) == rows.size(0), "rows must have one row per entry of indices (", indices.size(0),
+              "), got ", rows.size(0));
+  check_same_device(mask, rows, "mask");
+  check_float(mask, "mask");
+  TORCH_CHECK(mask.dim() == 4 && mask.size(1) == 1, "mask must be [B, 1, H, W], got ", mask.sizes());
+  check_same_device(sigma, rows, "sigma");
+  TORCH_CHECK(sigma.dim() == 0 && sigma.is_floating_point(), "sigma must be a 0-dim floating tensor, got ",
+              sigma.sizes(), " ", sigma.scalar_type());
+  TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be a positive odd int, got ", kernel_size);
+  check_vector(bias, rows.size(1), rows, "bias");
+  if (residual.has_value()) {
+    check_same_device(*residual, rows, "residual");
+    check_float(*residual, "residual");
+    TORCH_CHECK(residual->dim() == 4 && residual->size(0) == mask.size(0) && residual->size(1) == rows.size(1) &&
+                    residual->size(2) == mask.size(2) && residual->size(3) == mask.size(3),
+                "residual must be [B, C, H, W] = [", mask.size(0), ", ", rows.size(1), ", ", mask.size(2), ", ",
+                mask.size(3), "], got ", residual->sizes());
+  }
+}
+
+at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indices, const at::Tensor& count,
+                                  const at::Tensor& mask, const at::Tensor& sigma, int64_t kernel_size,
+                                  const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                                  bool relu);
+#ifdef WITH_CUDA
+at::Tensor sparse_interpolate_cuda(const at::Tensor& rows, const at::Tensor& indices, const at::Tensor& count,
+                                   const at::Tensor& mask, const at::Tensor& sigma, int64_t kernel_size,
+                                   const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
+                                   bool relu);
+#endif
+
+}  // namespace sai_det

@@ -1,0 +1,291 @@
+"""The epoch-based training loop: SGD with per-module lr multipliers, linear warm-up + step
+schedule (per iteration), grad clipping, optional mixed precision, DDP, atomic checkpoints,
+exact resume, per-epoch validation and text / TensorBoard / progress-bar logging.
+"""
+
+import contextlib
+import os
+import time
+from collections import OrderedDict
+
+import torch
+from mmengine.dist import all_reduce, get_dist_info
+from mmengine.runner import load_checkpoint
+from tqdm import tqdm
+
+from mmdet.apis.checkpoint import resume_training, save_training_checkpoint, unwrap
+from mmdet.apis.log_hooks import build_log_hooks
+from mmdet.apis.test import density_report, predict_dataset, to_device
+from mmdet.utils import get_rng_state, set_rng_state
+
+
+def parse_losses(losses):
+    """Sum every term whose name contains ``loss``; return ``(loss, log_vars)``.
+
+    ``losses``: dict of scalar tensors or lists of tensors (each list is summed after taking
+    means). ``log_vars`` is an ``OrderedDict`` of python floats, averaged over all ranks, with
+    the total under ``'loss'``; metrics such as ``acc`` are logged but not summed.
+    """
+    log_vars = OrderedDict()
+    for name, value in losses.items():
+        if isinstance(value, torch.Tensor):
+            log_vars[name] = value.mean()
+        elif isinstance(value, (list, tuple)):
+            log_vars[name] = sum(v.mean() for v in value)
+        else:
+            raise TypeError(
+                f'loss {name!r} must be a tensor or a list of tensors, got {type(value).__name__}'
+            )
+    loss = sum(value for name, value in log_vars.items() if 'loss' in name)
+    log_vars['loss'] = loss
+    values = torch.stack([v.detach().float() for v in log_vars.values()])
+    if get_dist_info()[1] > 1:
+        all_reduce(values, op='mean')
+    return loss, OrderedDict(zip(log_vars, values.tolist()))
+
+
+def check_finite(log_vars, epoch, iteration):
+    """Raise ``FloatingPointError`` naming every non-finite logged loss term."""
+    bad = [
+        f'{name}={value}' for name, value in log_vars.items() if value != value or abs(value) == float('inf')
+    ]
+    if bad:
+        raise FloatingPointError(
+            f'non-finite loss at epoch {epoch + 1}, iteration {iteration + 1}: {", ".join(bad)}; '
+            'training stopped (try a lower optimizer.lr or check the annotations)'
+        )
+
+
+def build_optimizer(model, cfg):
+    """SGD from ``dict(type='SGD', lr, momentum, weight_decay, paramwise_cfg=...)``.
+
+    ``paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1, decay_mult=1.0)})`` scales
+    the lr / weight decay of every parameter whose name contains the key (the longest matching
+    key wins). Each param group records its base lr as ``initial_lr``; frozen parameters are left out.
+    """
+    cfg = dict(cfg)
+    opt_type = cfg.pop('type', 'SGD')
+    if opt_type != 'SGD':
+        raise ValueError(f'optimizer.type must be "SGD", got {opt_type!r}')
+    custom_keys = dict(cfg.pop('paramwise_cfg', None) or {}).pop('custom_keys', {})
+    groups = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        matches = [key for key in custom_keys if key in name]
+        key = max(matches, key=len) if matches else None
+        groups.setdefault(key, []).append(param)
+    param_groups = []
+    for key, params in groups.items():
+        mults = dict(custom_keys[key]) if key is not None else {}
+        unknown = set(mults) - {'lr_mult', 'decay_mult'}
+        if unknown:
+            raise KeyError(f'optimizer.paramwise_cfg.custom_keys[{key!r}]: unknown options {sorted(unknown)}')
+        lr = cfg['lr'] * mults.get('lr_mult', 1.0)
+        group = dict(params=params, lr=lr, initial_lr=lr)
+        if 'decay_mult' in mults:
+            group['weight_decay'] = cfg.get('weight_decay', 0.0) * mults['decay_mult']
+        param_groups.append(group)
+    return torch.optim.SGD(param_groups, **cfg)
+
+
+class StepLrSchedule:
+    """``lr_config = dict(policy='step', step=[8, 11], gamma=0.1, warmup='linear',
+    warmup_iters=500, warmup_ratio=1/3)``: the lr of each group at (epoch, iteration).
+
+    The regular lr is ``initial_lr * gamma ** (number of steps <= epoch)`` (epochs counted
+    from 0, so ``step=[8, 11]`` drops after 8 and 11 epochs). During the first
+    ``warmup_iters`` iterations it is scaled by ``1 - (1 - i / warmup_iters) * (1 - warmup_ratio)``.
+    """
+
+    def __init__(self, policy='step', step=(), gamma=0.1, warmup=None, warmup_iters=0, warmup_ratio=1.0 / 3):
+        if policy != 'step':
+            raise ValueError(f'lr_config.policy must be "step", got {policy!r}')
+        if warmup not in (None, 'linear'):
+            raise ValueError(f'lr_config.warmup must be None or "linear", got {warmup!r}')
+        self.step = [step] if isinstance(step, int) else list(step)
+        self.gamma = gamma
+        self.warmup_iters = warmup_iters if warmup else 0
+        self.warmup_ratio = warmup_ratio
+
+    def factor(self, epoch, iteration):
+        """The multiplier of ``initial_lr`` at this (0-based) epoch and global iteration."""
+        factor = self.gamma ** sum(epoch >= s for s in self.step)
+        if iteration < self.warmup_iters:
+            factor *= 1 - (1 - iteration / self.warmup_iters) * (1 - self.warmup_ratio)
+        return factor
+
+    def apply(self, optimizer, epoch, iteration):
+        factor = self.factor(epoch, iteration)
+        for group in optimizer.param_groups:
+            group['lr'] = group['initial_lr'] * factor
+
+
+class MixedPrecision:
+    """``fp16 = dict(enabled=True)``: float16 autocast + GradScaler on CUDA, bfloat16 autocast on CPU."""
+
+    def __init__(self, cfg, device):
+        cfg = dict(cfg or {})
+        unknown = set(cfg) - {'enabled'}
+        if unknown:
+            raise KeyError(f'fp16: unknown keys {sorted(unknown)} (expected dict(enabled=True))')
+        self.enabled = bool(cfg.get('enabled', False))
+        self.device_type = torch.device(device).type
+        use_scaler = self.enabled and self.device_type == 'cuda'
+        self.scaler = torch.amp.GradScaler('cuda') if use_scaler else None
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.device_type == 'cuda' else torch.bfloat16
+        return torch.autocast(device_type=self.device_type, dtype=dtype)
+
+    def step(self, loss, optimizer, params, grad_clip):
+        """Backward, optional grad-norm clipping, optimiser step; returns the grad norm or None."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        grad_norm = None
+        if grad_clip:
+            grads = [p for p in params if p.grad is not None]
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(grads, **grad_clip)) if grads else 0.0
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return grad_norm
+
+
+def _set_epoch(data_loader, epoch):
+    """Reseed the (distributed / group) sampler's shuffling for this epoch."""
+    sampler = (
+        data_loader.batch_sampler.sampler if data_loader.batch_sampler is not None else data_loader.sampler
+    )
+    if hasattr(sampler, 'set_epoch'):
+        sampler.set_epoch(epoch)
+
+
+def validate(model, data_loader, cfg, device, hooks, epoch, iteration):
+    """Evaluate on ``data_loader.dataset`` (rank 0 logs the metrics) without touching the RNG streams."""
+    rng_state = get_rng_state()
+    model.eval()
+    detector = unwrap(model)
+    density = getattr(detector.backbone, 'density', None)
+    if density is not None:
+        density.reset()
+    results = predict_dataset(detector, data_loader, device)
+    report = density_report(detector, cfg)
+    if get_dist_info()[0] == 0:
+        metrics = data_loader.dataset.evaluate(
+            results, metric=cfg.get('evaluation', {}).get('metric', 'bbox')
+        )
+        scalars = {f'val/{k}': float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        if report is not None:
+            scalars.update(report_scalars(report))
+        for hook in hooks:
+            hook.log(scalars, iteration, prefix=f'Epoch({epoch + 1}) val:')
+    set_rng_state(rng_state)
+    model.train()
+
+
+def report_scalars(report):
+    """TensorBoard scalars of a ``density_report``: per-block densities, their means, GFLOPs."""
+    scalars = {'val/gflops': report['gflops']} if report.get('gflops') is not None else {}
+    for i, (d1, d2) in enumerate(report['densities']):
+        scalars[f'density/block{i}_mask1'] = d1
+        scalars[f'density/block{i}_mask2'] = d2
+    n = max(len(report['densities']), 1)
+    scalars['density/mean_mask1'] = sum(d[0] for d in report['densities']) / n
+    scalars['density/mean_mask2'] = sum(d[1] for d in report['densities']) / n
+    return scalars
+
+
+def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=None, device='cpu', logger):
+    """Train ``model`` on ``data_loader`` for ``cfg.total_epochs``, writing to ``cfg.work_dir``.
+
+    ``val_loader`` (if given) is evaluated with ``dataset.evaluate(results, metric=evaluation.metric)``
+    every ``evaluation.interval`` epochs (defaults: ``'bbox'``, 1).
+    Resumes from ``cfg.resume_from``, or from ``work_dir/latest.pth`` when ``cfg.auto_resume``;
+    otherwise loads weights from ``cfg.load_from`` if set. Returns the trained model.
+    """
+    rank, _ = get_dist_info()
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    model.to(device)
+    if distributed:
+        device_ids = [torch.device(device).index] if torch.device(device).type == 'cuda' else None
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=cfg.get('find_unused_parameters', False)
+        )
+    optimizer = build_optimizer(unwrap(model), cfg.optimizer)
+    schedule = StepLrSchedule(**cfg.lr_config)
+    amp = MixedPrecision(cfg.get('fp16'), device)
+    grad_clip = (cfg.get('optimizer_config') or {}).get('grad_clip')
+    params = [p for p in unwrap(model).parameters() if p.requires_grad]
+
+    start_epoch, iteration = 0, 0
+    latest = os.path.join(cfg.work_dir, 'latest.pth')
+    resume_from = latest if cfg.get('auto_resume') and os.path.isfile(latest) else cfg.get('resume_from')
+    if resume_from:
+        start_epoch, iteration = resume_training(resume_from, model, optimizer, amp.scaler, logger)
+        logger.info(f'resumed from {resume_from} at epoch {start_epoch}, iteration {iteration}')
+    elif cfg.get('load_from'):
+        load_checkpoint(unwrap(model), cfg.load_from, map_location='cpu', strict=False, logger=logger)
+        logger.info(f'loaded weights from {cfg.load_from}')
+
+    total_epochs = cfg.total_epochs
+    iters_per_epoch = len(data_loader)
+    log_interval = cfg.log_config.get('interval', 50)
+    ckpt_interval = cfg.checkpoint_config.get('interval', 1)
+    hooks = build_log_hooks(cfg.log_config, cfg.work_dir, logger) if rank == 0 else []
+    bar = tqdm(
+        total=total_epochs * iters_per_epoch,
+        initial=iteration,
+        disable=rank != 0,
+        desc='train',
+        dynamic_ncols=True,
+    )
+    model.train()
+    for epoch in range(start_epoch, total_epochs):
+        _set_epoch(data_loader, epoch)
+        sums, count, tic = OrderedDict(), 0, time.time()
+        for i, batch in enumerate(data_loader):
+            schedule.apply(optimizer, epoch, iteration)
+            with amp.autocast():
+                losses = model(**to_device(batch, device))
+            loss, log_vars = parse_losses(losses)
+            check_finite(log_vars, epoch, iteration)
+            grad_norm = amp.step(loss, optimizer, params, grad_clip)
+            iteration += 1
+            bar.set_postfix(loss=f'{log_vars["loss"]:.4f}', refresh=False)
+            bar.update(1)
+            for name, value in log_vars.items():
+                sums[name] = sums.get(name, 0.0) + value
+            if grad_norm is not None:
+                sums['grad_norm'] = sums.get('grad_norm', 0.0) + grad_norm
+            count += 1
+            if (i + 1) % log_interval == 0 or i + 1 == iters_per_epoch:
+                scalars = {name: value / count for name, value in sums.items()}
+                scalars['lr'] = optimizer.param_groups[0]['lr']
+                scalars['time'] = (time.time() - tic) / count
+                remaining = total_epochs * iters_per_epoch - iteration
+                prefix = (
+                    f'Epoch [{epoch + 1}][{i + 1}/{iters_per_epoch}] eta: {remaining * scalars["time"]:.0f}s'
+                )
+                for hook in hooks:
+                    hook.log(scalars, iteration, prefix=prefix)
+                sums, count, tic = OrderedDict(), 0, time.time()
+        if (epoch + 1) % ckpt_interval == 0 or epoch + 1 == total_epochs:
+            path = save_training_checkpoint(
+                cfg.work_dir, model, optimizer, epoch + 1, iteration, cfg, scaler=amp.scaler
+            )
+            logger.info(f'saved checkpoint {path}')
+        if val_loader is not None and (epoch + 1) % cfg.get('evaluation', {}).get('interval', 1) == 0:
+            validate(model, val_loader, cfg, device, hooks, epoch, iteration)
+    bar.close()
+    for hook in hooks:
+        hook.close()
+    return unwrap(model)

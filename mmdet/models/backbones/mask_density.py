@@ -1,0 +1,62 @@
+"""MaskDensity: per-block, per-mask sampling densities accumulated over evaluated images."""
+
+import torch
+import torch.distributed as dist
+
+
+class MaskDensity:
+    """Sums of per-image densities (mean of the binary mask) of both masks of every block.
+
+    ``update(block, mask1, mask2)`` records one batch for one block (masks ``Tensor[B, 1, h, w]``,
+    a position counts as sampled where mask > 0); ``per_block()`` gives the mean over images,
+    ``[(d1, d2)]`` one pair per block; ``all_reduce()`` sums the counts over ranks.
+    """
+
+    def __init__(self, num_blocks):
+        if not isinstance(num_blocks, int) or num_blocks <= 0:
+            raise ValueError(f'MaskDensity: num_blocks must be a positive int, got {num_blocks!r}')
+        self.num_blocks = num_blocks
+        self.reset()
+
+    def reset(self):
+        self.sums = torch.zeros(self.num_blocks, 2, dtype=torch.float64)  # per block: sum of d1, sum of d2
+        self.counts = torch.zeros(self.num_blocks, dtype=torch.float64)  # per block: images seen
+
+    def update(self, block, mask1, mask2):
+        if not 0 <= block < self.num_blocks:
+            raise IndexError(f'MaskDensity.update: block must be in [0, {self.num_blocks}), got {block}')
+        for name, mask in (('mask1', mask1), ('mask2', mask2)):
+            if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[1] != 1:
+                shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+                raise ValueError(f'MaskDensity.update: {name} must be a Tensor[B, 1, h, w], got {shape}')
+        if mask1.shape[0] != mask2.shape[0]:
+            raise ValueError(f'MaskDensity.update: batch sizes differ ({mask1.shape[0]} vs {mask2.shape[0]})')
+        self.sums = self.sums.to(mask1.device)
+        self.counts = self.counts.to(mask1.device)
+        with torch.no_grad():
+            for i, mask in enumerate((mask1, mask2)):
+                self.sums[block, i] += (mask > 0).flatten(1).to(torch.float64).mean(1).sum()
+            self.counts[block] += mask1.shape[0]
+
+    def all_reduce(self):
+        """Sum the accumulators over all ranks (no-op without an initialised process group)."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        if dist.get_backend() == 'nccl':
+            device = torch.device('cuda', torch.cuda.current_device())
+            self.sums, self.counts = self.sums.to(device), self.counts.to(device)
+        dist.all_reduce(self.sums)
+        dist.all_reduce(self.counts)
+
+    @property
+    def num_images(self):
+        return int(self.counts.min().item())
+
+    def per_block(self):
+        """[(d1, d2)] per block: mean density of mask1 and mask2 over the recorded images."""
+        if torch.any(self.counts == 0):
+            raise RuntimeError('MaskDensity.per_block: no image recorded yet (run the model in eval mode)')
+        return [tuple(row) for row in (self.sums / self.counts[:, None]).tolist()]
+
+    def __repr__(self):
+        return f'MaskDensity(num_blocks={self.num_blocks}, num_images={self.num_images})'

@@ -1,0 +1,351 @@
+"""ResNet backbone (torchvision module names), optional deformable conv2 per stage.
+
+State-dict names: conv1, bn1, layer{1-4}.{i}.{conv1,bn1,conv2,bn2,conv3,bn3,downsample.0,
+downsample.1,conv2_offset}; an ImageNet checkpoint from torchvision loads as is.
+"""
+
+import glob
+import os
+import warnings
+
+import torch
+import torch.nn as nn
+from torchvision.ops import DeformConv2d
+
+from mmdet.registry import BACKBONES
+
+DCN_OFFSET_CHANNELS = 18  # 2 * 3 * 3 offsets, one deformable group
+
+
+def _conv2(planes, stride, with_dcn):
+    """The block's 3x3 conv2 (planes -> planes, no bias): nn.Conv2d or DeformConv2d (v1)."""
+    conv_cls = DeformConv2d if with_dcn else nn.Conv2d
+    return conv_cls(planes, planes, 3, stride=stride, padding=1, bias=False)
+
+
+class _ResBlock(nn.Module):
+    """What BasicBlock and Bottleneck share: the DCN offset conv, extra-parameter init, conv2 call.
+
+    Blocks are initialised by their backbone's ``init_weights()`` (called on construction).
+    """
+
+    def _init_offset(self, inplanes, stride, with_dcn):
+        # conv2_offset: 3x3 conv with bias on the *block input* x, at the block's output stride
+        # (conv2's stride in pytorch style), so its output matches conv2's output grid.
+        self.with_dcn = with_dcn
+        if with_dcn:
+            self.conv2_offset = nn.Conv2d(inplanes, DCN_OFFSET_CHANNELS, 3, stride=stride, padding=1)
+
+    def reset_extra_parameters(self):
+        """Zero-initialise the DCN offset conv (offsets start at 0: conv2 starts as a plain conv)."""
+        if self.with_dcn:
+            nn.init.zeros_(self.conv2_offset.weight)
+            nn.init.zeros_(self.conv2_offset.bias)
+
+    def last_norm(self):
+        raise NotImplementedError
+
+    def run_conv2(self, x, out):
+        """conv2 on ``out``; with DCN its offsets come from the block input ``x``."""
+        if self.with_dcn:
+            return self.conv2(out, self.conv2_offset(x))
+        return self.conv2(out)
+
+
+class BasicBlock(_ResBlock):
+    """3x3 (stride s) -> BN -> ReLU -> 3x3 -> BN -> + identity -> ReLU.
+
+    x: Tensor[B, inplanes, H, W] -> Tensor[B, planes, H/s, W/s].
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, style='pytorch', with_dcn=False):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv2(planes, 1, with_dcn)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+        self._init_offset(inplanes, stride, with_dcn)
+
+    def last_norm(self):
+        return self.bn2
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.run_conv2(x, out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class Bottleneck(_ResBlock):
+    """1x1 -> BN -> ReLU -> 3x3 -> BN -> ReLU -> 1x1 (x4) -> BN -> + identity -> ReLU.
+
+    style 'pytorch' puts the stride s on the 3x3 conv2, 'caffe' on the 1x1 conv1.
+    x: Tensor[B, inplanes, H, W] -> Tensor[B, 4 * planes, H/s, W/s].
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, style='pytorch', with_dcn=False):
+        super().__init__()
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"Bottleneck: style must be 'pytorch' or 'caffe', got {style!r}")
+        self.conv1_stride, self.conv2_stride = (1, stride) if style == 'pytorch' else (stride, 1)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride=self.conv1_stride, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv2(planes, self.conv2_stride, with_dcn)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+        self._init_offset(inplanes, stride, with_dcn)
+
+    def last_norm(self):
+        return self.bn3
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.run_conv2(x, out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+def _torchvision_checkpoint(name):
+    """Path of torchvision's ImageNet checkpoint ``name`` (e.g. 'resnet101') in torch hub's cache."""
+    cache = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    found = sorted(glob.glob(os.path.join(cache, f'{name}-*.pth')))
+    if not found:
+        raise FileNotFoundError(
+            f"pretrained='torchvision://{name}': no {name}-*.pth in torch hub's cache {cache} "
+            '(nothing is downloaded; put the torchvision checkpoint there or pass a local path)'
+        )
+    return found[-1]
+
+
+def load_pretrained(model, pretrained):
+    """Load an ImageNet state dict (local path or 'torchvision://<arch>') into ``model``.
+
+    Keys the model lacks (fc.*) are ignored; parameters the checkpoint lacks (DCN offsets,
+    SparseResNet mask predictors and sigmas) keep their initialisation. A shape mismatch raises.
+    """
+    if pretrained.startswith('torchvision://'):
+        path = _torchvision_checkpoint(pretrained[len('torchvision://') :])
+    elif os.path.isfile(pretrained):
+        path = pretrained
+    else:
+        raise FileNotFoundError(f'pretrained: no such file {pretrained!r}')
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = state.get('state_dict', state)
+    state = {k.removeprefix('module.'): v for k, v in state.items()}
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f'pretrained {path}: shape mismatch for {bad[:5]}')
+    result = model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    if not any(k.startswith('layer') for k in state if k in own):
+        warnings.warn(f'pretrained {path}: no ResNet weights matched the model', stacklevel=2)
+    return result.missing_keys
+
+
+def _check_dcn(dcn, stage_with_dcn, owner):
+    if dcn is None:
+        if any(stage_with_dcn):
+            raise ValueError(f"{owner}: stage_with_dcn={stage_with_dcn} needs dcn=dict(type='DCN')")
+        return
+    expected = dict(type='DCN', deformable_groups=1, fallback_on_stride=False)
+    if (
+        not isinstance(dcn, dict)
+        or any(dcn.get(k, v) != v for k, v in expected.items())
+        or set(dcn) - set(expected)
+    ):
+        raise ValueError(f'{owner}: dcn must be None or {expected} (DCN v1, one group), got {dcn!r}')
+
+
+@BACKBONES.register_module()
+class ResNet(nn.Module):
+    """ResNet (He et al.) for detection.
+
+    Args:
+        depth: 18, 34 (BasicBlock) or 50, 101, 152 (Bottleneck).
+        in_channels: input image channels.
+        base_channels: stem width and planes of stage 1 (64 in the paper; smaller for toy models).
+        strides: stride of the first block of each of the 4 stages.
+        out_indices: stages whose outputs are returned (0-based).
+        style: 'pytorch' (stride on the 3x3 conv) or 'caffe' (stride on the first 1x1 conv).
+        frozen_stages: -1 freezes nothing, 0 the stem, i the stem and stages 1..i
+            (requires_grad False, kept in eval mode).
+        norm_eval: keep every BatchNorm in eval mode (frozen statistics) in ``train()``; its
+            affine parameters still train unless frozen by ``frozen_stages``.
+        num_stages: must be 4 (kept for the v0.6 config schema).
+        dcn: None or dict(type='DCN', deformable_groups=1, fallback_on_stride=False) (v0.6
+            schema; only DCN v1 with one group exists here). Needed by ``stage_with_dcn``.
+        stage_with_dcn: per stage, use a deformable conv2 with a zero-initialised offset conv.
+        zero_init_residual: zero the last BN weight of each block (each block starts as identity).
+        block_kwargs: extra keyword arguments for every block (SparseResNet's sampling settings).
+
+    Input ``Tensor[B, 3, H, W]``; output a tuple, one ``Tensor[B, C_i, H / S_i, W / S_i]`` per
+    out index, with (C_i, S_i) = (base_channels * 2**i * expansion, 4 * 2**i) for the default
+    strides, e.g. ResNet-101: (256, 4), (512, 8), (1024, 16), (2048, 32). See ``output_shape()``.
+    """
+
+    arch_settings = {
+        18: (BasicBlock, (2, 2, 2, 2)),
+        34: (BasicBlock, (3, 4, 6, 3)),
+        50: (Bottleneck, (3, 4, 6, 3)),
+        101: (Bottleneck, (3, 4, 23, 3)),
+        152: (Bottleneck, (3, 8, 36, 3)),
+    }
+
+    def __init__(
+        self,
+        depth,
+        in_channels=3,
+        base_channels=64,
+        strides=(1, 2, 2, 2),
+        out_indices=(0, 1, 2, 3),
+        style='pytorch',
+        frozen_stages=-1,
+        norm_eval=True,
+        num_stages=4,
+        dcn=None,
+        stage_with_dcn=(False, False, False, False),
+        zero_init_residual=True,
+        block_kwargs=None,
+    ):
+        super().__init__()
+        if depth not in self.arch_settings:
+            raise KeyError(
+                f'{type(self).__name__}: depth must be one of {sorted(self.arch_settings)}, got {depth}'
+            )
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"{type(self).__name__}: style must be 'pytorch' or 'caffe', got {style!r}")
+        if num_stages != 4:
+            raise ValueError(f'{type(self).__name__}: num_stages must be 4, got {num_stages}')
+        _check_dcn(dcn, stage_with_dcn, type(self).__name__)
+        if len(strides) != 4 or len(stage_with_dcn) != 4:
+            raise ValueError(
+                f'{type(self).__name__}: strides and stage_with_dcn need 4 entries (one per stage)'
+            )
+        if not out_indices or any(i not in range(4) for i in out_indices):
+            raise ValueError(
+                f'{type(self).__name__}: out_indices must be a non-empty subset of 0..3, got {out_indices}'
+            )
+        if frozen_stages not in range(-1, 5):
+            raise ValueError(f'{type(self).__name__}: frozen_stages must be in -1..4, got {frozen_stages}')
+        self.depth = depth
+        self.block, stage_blocks = self.arch_settings[depth]
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.zero_init_residual = zero_init_residual
+        self.strides = tuple(strides)
+        self.base_channels = base_channels
+
+        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        inplanes = base_channels
+        self.layer_names = []
+        for i, num_blocks in enumerate(stage_blocks):
+            planes = base_channels * 2**i
+            layer = self._make_layer(
+                inplanes, planes, num_blocks, strides[i], style, stage_with_dcn[i], block_kwargs or {}
+            )
+            inplanes = planes * self.block.expansion
+            self.add_module(f'layer{i + 1}', layer)
+            self.layer_names.append(f'layer{i + 1}')
+        self.init_weights()
+        self._freeze_stages()
+
+    def _make_layer(self, inplanes, planes, num_blocks, stride, style, with_dcn, block_kwargs):
+        downsample = None
+        if stride != 1 or inplanes != planes * self.block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes * self.block.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * self.block.expansion),
+            )
+        blocks = [self.block(inplanes, planes, stride, downsample, style, with_dcn, **block_kwargs)]
+        inplanes = planes * self.block.expansion
+        blocks += [
+            self.block(inplanes, planes, 1, None, style, with_dcn, **block_kwargs)
+            for _ in range(1, num_blocks)
+        ]
+        return nn.Sequential(*blocks)
+
+    def output_shape(self):
+        """[(channels, stride)] per output, in out_indices order."""
+        shapes, stride = [], 4
+        for i in range(4):
+            stride *= self.strides[i]
+            if i in self.out_indices:
+                shapes.append((self.base_channels * 2**i * self.block.expansion, stride))
+        return shapes
+
+    def init_weights(self, pretrained=None):
+        """Kaiming-normal convs, unit BN; then ``pretrained`` (path or 'torchvision://resnetXX') if given.
+
+        Returns the parameter names the checkpoint did not provide ([] without a checkpoint).
+        """
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | DeformConv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, _ResBlock):
+                m.reset_extra_parameters()
+                if self.zero_init_residual:
+                    nn.init.zeros_(m.last_norm().weight)
+        if pretrained is None:
+            return []
+        if not isinstance(pretrained, str):
+            raise TypeError(
+                f'{type(self).__name__}.init_weights: pretrained must be a str or None, got {pretrained!r}'
+            )
+        return load_pretrained(self, pretrained)
+
+    def _frozen_modules(self):
+        if self.frozen_stages >= 0:
+            yield from (self.conv1, self.bn1)
+        for i in range(1, self.frozen_stages + 1):
+            yield getattr(self, f'layer{i}')
+
+    def _freeze_stages(self):
+        for m in self._frozen_modules():
+            m.eval()
+            for param in m.parameters():
+                param.requires_grad = False
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def stem(self, x):
+        """Tensor[B, 3, H, W] -> Tensor[B, base_channels, H/4, W/4]."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
+    def forward(self, x):
+        x = self.stem(x)
+        outs = []
+        for i, name in enumerate(self.layer_names):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

@@ -1,0 +1,300 @@
+"""SparseResNet: ResNet whose blocks sample positions stochastically and interpolate the rest.
+
+Module names follow the official code (paper.md): conv1_mask, conv2_mask, conv1_sigma,
+conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
+"""
+
+import torch
+import torch.nn as nn
+
+from mmdet.ops.interpolation import interpolate_dense
+from mmdet.registry import BACKBONES
+
+from .gumbel import GumbelSigmoid
+from .mask_density import MaskDensity
+from .resnet import BasicBlock, Bottleneck, ResNet
+
+SAMPLING_MODES = ('stochastic', 'deterministic')
+EXECUTION_MODES = ('dense', 'sparse')
+MASK_INIT_BIAS = 3.0  # p = sigmoid(3) = 0.95 everywhere at the start
+SIGMA_INIT = 3.0
+
+
+def grid_prior(height, width, interval, device):
+    """Tensor[h, w] bool, True where y % interval == 0 and x % interval == 0."""
+    grid = torch.zeros(height, width, dtype=torch.bool, device=device)
+    grid[::interval, ::interval] = True
+    return grid
+
+
+class _SparseMasks:
+    """Mask predictors, samplers and interpolation sigmas shared by the sparse blocks.
+
+    The block stores ``last_probs = (p1, p2)`` after a training forward (for the sparse loss)
+    and ``last_masks = (mask1, mask2)`` (detached) after an eval forward (for densities, the
+    sparse path and visualisation).
+    """
+
+    def _init_masks(
+        self, inplanes, stride1, stride2, sampling, grid_prior_interval, max_T, decay_alpha, eval_T
+    ):
+        if sampling not in SAMPLING_MODES:
+            raise ValueError(
+                f'{type(self).__name__}: sampling must be one of {SAMPLING_MODES}, got {sampling!r}'
+            )
+        if grid_prior_interval is not None and grid_prior_interval < 1:
+            raise ValueError(f'{type(self).__name__}: grid_prior_interval must be >= 1 or None')
+        self.sampling = sampling
+        self.grid_prior_interval = grid_prior_interval
+        self.conv1_mask = nn.Conv2d(inplanes, 1, 3, stride=stride1, padding=1)
+        self.conv2_mask = nn.Conv2d(inplanes, 1, 3, stride=stride2, padding=1)
+        self.conv1_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
+        self.conv2_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
+        self.conv1_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
+        self.conv2_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
+        self.last_probs = None
+        self.last_masks = None
+
+    def reset_extra_parameters(self):
+        super().reset_extra_parameters()
+        for conv in (self.conv1_mask, self.conv2_mask):
+            nn.init.zeros_(conv.weight)
+            nn.init.constant_(conv.bias, MASK_INIT_BIAS)
+        with torch.no_grad():
+            self.conv1_sigma.fill_(SIGMA_INIT)
+            self.conv2_sigma.fill_(SIGMA_INIT)
+
+    def _sample(self, p, gumbel, generator):
+        """p: Tensor[B, 1, h, w] -> mask Tensor[B, 1, h, w] (soft in training, soft * binary in eval)."""
+        if self.sampling == 'deterministic':
+            mask = (p >= 0.5).to(p.dtype)
+        else:
+            soft = gumbel(p, generator)
+            mask = soft if self.training else soft * (soft >= 0.5)
+        if self.grid_prior_interval is not None:
+            mask = mask.masked_fill(grid_prior(*p.shape[-2:], self.grid_prior_interval, p.device), 1.0)
+        return mask
+
+    def masks(self, x, generator=None):
+        """x: block input Tensor[B, inplanes, H, W] -> (mask1, mask2, p1, p2).
+
+        mask1, p1: Tensor[B, 1, h1, w1] at conv1's output resolution; mask2, p2:
+        Tensor[B, 1, H/s, W/s] at the block's output resolution. p = sigmoid(mask logits).
+        """
+        p1 = torch.sigmoid(self.conv1_mask(x))
+        p2 = torch.sigmoid(self.conv2_mask(x))
+        return (
+            self._sample(p1, self.conv1_gumbel, generator),
+            self._sample(p2, self.conv2_gumbel, generator),
+            p1,
+            p2,
+        )
+
+    def _record(self, mask1, mask2, p1, p2):
+        if self.training:
+            self.last_probs, self.last_masks = (p1, p2), None
+        else:
+            self.last_probs, self.last_masks = None, (mask1.detach(), mask2.detach())
+
+
+class SparseBottleneck(_SparseMasks, Bottleneck):
+    """Bottleneck with sampled conv1 / conv2 positions (paper.md "One SparseResNet bottleneck").
+
+    conv1 -> BN -> ReLU -> reconstruct(mask1) -> conv2 -> BN -> ReLU -> reconstruct(mask2)
+    -> conv3 -> BN -> + identity -> ReLU. conv1_mask has conv1's stride; conv2_mask and
+    conv2_offset have the block's stride (conv2's stride in pytorch style).
+    x: Tensor[B, inplanes, H, W] -> Tensor[B, 4 * planes, H/s, W/s].
+    """
+
+    def __init__(
+        self,
+        inplanes,
+        planes,
+        stride=1,
+        downsample=None,
+        style='pytorch',
+        with_dcn=False,
+        sampling='stochastic',
+        grid_prior_interval=11,
+        max_T=1.0,
+        decay_alpha=0.99998,
+        eval_T=0.03,
+    ):
+        Bottleneck.__init__(self, inplanes, planes, stride, downsample, style, with_dcn)
+        self._init_masks(
+            inplanes, self.conv1_stride, stride, sampling, grid_prior_interval, max_T, decay_alpha, eval_T
+        )
+
+    def forward(self, x, generator=None, execution='dense'):
+        mask1, mask2, p1, p2 = self.masks(x, generator)
+        self._record(mask1, mask2, p1, p2)
+        if execution == 'sparse' and not self.training:
+            from .sparse_exec import sparse_bottleneck_forward
+
+            return sparse_bottleneck_forward(self, x, mask1, mask2)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = interpolate_dense(out, mask1, self.conv1_sigma)
+        out = self.relu(self.bn2(self.run_conv2(x, out)))
+        out = interpolate_dense(out, mask2, self.conv2_sigma)
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class SparseBasicBlock(_SparseMasks, BasicBlock):
+    """BasicBlock with one mask pair (beyond the official code, which has Bottlenecks only).
+
+    mask1 samples the first 3x3 conv, mask2 the second; both live at the block's output
+    resolution (conv1_mask and conv2_mask have the block's stride):
+    conv1 -> BN -> ReLU -> reconstruct(mask1) -> conv2 -> BN -> reconstruct(mask2)
+    -> + identity -> ReLU. x: Tensor[B, inplanes, H, W] -> Tensor[B, planes, H/s, W/s].
+    """
+
+    def __init__(
+        self,
+        inplanes,
+        planes,
+        stride=1,
+        downsample=None,
+        style='pytorch',
+        with_dcn=False,
+        sampling='stochastic',
+        grid_prior_interval=11,
+        max_T=1.0,
+        decay_alpha=0.99998,
+        eval_T=0.03,
+    ):
+        BasicBlock.__init__(self, inplanes, planes, stride, downsample, style, with_dcn)
+        self._init_masks(inplanes, stride, stride, sampling, grid_prior_interval, max_T, decay_alpha, eval_T)
+
+    def forward(self, x, generator=None, execution='dense'):
+        mask1, mask2, p1, p2 = self.masks(x, generator)
+        self._record(mask1, mask2, p1, p2)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = interpolate_dense(out, mask1, self.conv1_sigma)
+        out = self.bn2(self.run_conv2(x, out))
+        out = interpolate_dense(out, mask2, self.conv2_sigma)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+@BACKBONES.register_module()
+class SparseResNet(ResNet):
+    """ResNet with stochastic feature sampling and interpolation in every block.
+
+    Args (besides ResNet's, which keep their meaning and defaults):
+        sparse_loss_weight: weight of the sparsity loss
+            ``sparse_loss_weight / num_blocks * sum_blocks(0.25 mean(p1) + 0.75 mean(p2))``,
+            returned by ``extra_losses()`` after each training forward.
+        sampling: 'stochastic' (Gumbel-sigmoid, also at inference) or 'deterministic'
+            (mask = p >= 0.5, no noise: the paper's ablation; masks then get no task gradient).
+        grid_prior_interval: positions with y % k == 0 and x % k == 0 are always sampled
+            (None disables the prior).
+        max_T, decay_alpha, eval_T: Gumbel temperature schedule (see GumbelSigmoid).
+        execution: 'dense' (convolve everywhere, mask and interpolate) or 'sparse' (eval only,
+            Bottleneck only: ``sparse_exec.sparse_bottleneck_forward``, same result, fewer FLOPs).
+
+    Same outputs as ResNet (see ``output_shape()``). In eval the masks' densities accumulate in
+    ``self.density`` (a MaskDensity, one entry per block in network order). Sampling noise uses
+    the global RNG unless ``set_sampling_seed(seed)`` gives it a private generator.
+    """
+
+    arch_settings = {
+        18: (SparseBasicBlock, (2, 2, 2, 2)),
+        34: (SparseBasicBlock, (3, 4, 6, 3)),
+        50: (SparseBottleneck, (3, 4, 6, 3)),
+        101: (SparseBottleneck, (3, 4, 23, 3)),
+        152: (SparseBottleneck, (3, 8, 36, 3)),
+    }
+
+    def __init__(
+        self,
+        depth,
+        sparse_loss_weight,
+        sampling='stochastic',
+        grid_prior_interval=11,
+        max_T=1.0,
+        decay_alpha=0.99998,
+        eval_T=0.03,
+        execution='dense',
+        **kwargs,
+    ):
+        block_kwargs = dict(
+            sampling=sampling,
+            grid_prior_interval=grid_prior_interval,
+            max_T=max_T,
+            decay_alpha=decay_alpha,
+            eval_T=eval_T,
+        )
+        super().__init__(depth, block_kwargs=block_kwargs, **kwargs)
+        if sparse_loss_weight < 0:
+            raise ValueError(f'SparseResNet: sparse_loss_weight must be >= 0, got {sparse_loss_weight}')
+        self.sparse_loss_weight = sparse_loss_weight
+        self.execution = execution
+        self.density = MaskDensity(len(self.sparse_blocks()))
+        self._sparse_loss = None
+        self._seed = None
+        self._generators = {}
+
+    @property
+    def execution(self):
+        return self._execution
+
+    @execution.setter
+    def execution(self, mode):
+        if mode not in EXECUTION_MODES:
+            raise ValueError(f'SparseResNet: execution must be one of {EXECUTION_MODES}, got {mode!r}')
+        if mode == 'sparse' and self.block is not SparseBottleneck:
+            raise ValueError(
+                f"SparseResNet: execution='sparse' needs Bottleneck blocks (depth >= 50), got {self.depth}"
+            )
+        self._execution = mode
+
+    def _freeze_stages(self):
+        # Frozen stages keep their weights and BN statistics fixed but sample as the rest of the
+        # network does (soft Gumbel masks, decaying temperature, sparse-loss terms in training).
+        super()._freeze_stages()
+        for block in self.sparse_blocks():
+            for m in (block, block.conv1_gumbel, block.conv2_gumbel):
+                m.training = self.training
+
+    def sparse_blocks(self):
+        """All blocks in network order (layer1.0, layer1.1, ..., layer4.2)."""
+        return [block for name in self.layer_names for block in getattr(self, name)]
+
+    def set_sampling_seed(self, seed):
+        """Draw the sampling noise from a private generator seeded with ``seed`` (None: global RNG)."""
+        self._seed = seed
+        self._generators = {}
+
+    def _generator(self, device):
+        if self._seed is None:
+            return None
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self._seed)
+        return self._generators[device]
+
+    def forward(self, x):
+        generator = self._generator(x.device)
+        x = self.stem(x)
+        outs, loss_terms, index = [], [], 0
+        for i, name in enumerate(self.layer_names):
+            for block in getattr(self, name):
+                x = block(x, generator, self.execution)
+                if self.training:
+                    p1, p2 = block.last_probs
+                    loss_terms.append(0.25 * p1.mean() + 0.75 * p2.mean())
+                else:
+                    self.density.update(index, *block.last_masks)
+                index += 1
+            if i in self.out_indices:
+                outs.append(x)
+        if self.training:
+            self._sparse_loss = self.sparse_loss_weight / len(loss_terms) * torch.stack(loss_terms).sum()
+        return tuple(outs)
+
+    def extra_losses(self):
+        """{'sparse_loss': Tensor[]} of the last training forward."""
+        if self._sparse_loss is None:
+            raise RuntimeError('SparseResNet.extra_losses: no training forward has run yet')
+        return {'sparse_loss': self._sparse_loss}

@@ -1,0 +1,215 @@
+"""Sparse (deformable) convolution at active output positions: fused gather + tl.dot GEMM + epilogue.
+
+One program computes a [BLOCK_M active rows, BLOCK_N output channels] tile. For every tap of
+the k x k kernel it gathers a [BLOCK_M, BLOCK_K] slice of the channels-last input (a plain
+shifted patch, or four bilinear corners for the deformable case), multiplies it with the
+[BLOCK_K, BLOCK_N] slice of the weight laid out [k, k, Cin, Cout] and accumulates in float32;
+the epilogue applies the folded BatchNorm (scale, bias) and ReLU and stores the compacted rows.
+The grid covers all N_max rows; programs whose first row is at or past ``count`` (read from
+device memory) return at once, so nothing synchronises with the host.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import block_size, check_channel_vector, check_device, check_positions, interpreted
+
+
+def _configs():
+    """Tile shapes tried by the autotuner on the GPU (one fixed tile under the interpreter)."""
+    if interpreted():
+        return [triton.Config({'BLOCK_M': 64, 'BLOCK_N': 32}, num_warps=4)]
+    shapes = [(64, 64, 4), (64, 128, 4), (128, 64, 4), (128, 128, 8)]
+    return [triton.Config({'BLOCK_M': m, 'BLOCK_N': n}, num_warps=w, num_stages=3) for m, n, w in shapes]
+
+
+@triton.autotune(configs=_configs(), key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER'])
+@triton.jit
+def _sparse_conv_kernel(
+    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, out_ptr,
+    H, W, Cin, Ho, Wo, Cout,
+    sxb, sxh, sxw, stride, padding, dilation,
+    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    count = tl.load(count_ptr)
+    if pid_m * BLOCK_M >= count:
+        return
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_ok = rows < count
+    if GATHER:
+        pos = tl.load(idx_ptr + rows, mask=row_ok, other=0)
+    else:  # the input is itself compacted rows: row i reads position i
+        pos = rows
+    b = pos // (Ho * Wo)
+    yo = (pos % (Ho * Wo)) // Wo
+    xo = pos % Wo
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < Cout
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for tap in tl.static_range(KSIZE * KSIZE):
+        yi = yo * stride - padding + (tap // KSIZE) * dilation
+        xi = xo * stride - padding + (tap % KSIZE) * dilation
+        if DEFORM:
+            # torchvision deform_conv2d: bilinear sampling, corners outside the image read 0
+            py = yi.to(tl.float32) + tl.load(
+                off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap, mask=row_ok, other=0
+            ).to(tl.float32)
+            px = xi.to(tl.float32) + tl.load(
+                off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap + 1, mask=row_ok, other=0
+            ).to(tl.float32)
+            y0f = tl.floor(py)
+            x0f = tl.floor(px)
+            ly = py - y0f
+            lx = px - x0f
+            y0 = y0f.to(tl.int32)
+            x0 = x0f.to(tl.int32)
+            y_ok0 = row_ok & (y0 >= 0) & (y0 < H)
+            y_ok1 = row_ok & (y0 + 1 >= 0) & (y0 + 1 < H)
+            x_ok0 = (x0 >= 0) & (x0 < W)
+            x_ok1 = (x0 + 1 >= 0) & (x0 + 1 < W)
+            base = b * sxb + y0 * sxh + x0 * sxw
+        else:
+            ok = row_ok & (yi >= 0) & (yi < H) & (xi >= 0) & (xi < W)
+            base = b * sxb + yi * sxh + xi * sxw
+        for k0 in range(0, Cin, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks[None, :] < Cin
+            ptrs = x_ptr + base[:, None] + ks[None, :]
+            if DEFORM:
+                a = ((1 - ly) * (1 - lx))[:, None] * tl.load(
+                    ptrs, mask=(y_ok0 & x_ok0)[:, None] & k_ok, other=0
+                ).to(tl.float32)
+                a += ((1 - ly) * lx)[:, None] * tl.load(
+                    ptrs + sxw, mask=(y_ok0 & x_ok1)[:, None] & k_ok, other=0
+                ).to(tl.float32)
+                a += (ly * (1 - lx))[:, None] * tl.load(
+                    ptrs + sxh, mask=(y_ok1 & x_ok0)[:, None] & k_ok, other=0
+                ).to(tl.float32)
+                a += (ly * lx)[:, None] * tl.load(
+                    ptrs + sxh + sxw, mask=(y_ok1 & x_ok1)[:, None] & k_ok, other=0
+                ).to(tl.float32)
+                a = a.to(x_ptr.dtype.element_ty)
+            else:
+                a = tl.load(ptrs, mask=ok[:, None] & k_ok, other=0)
+            wt = tl.load(
+                w_ptr + (tap * Cin + ks)[:, None] * Cout + cols[None, :],
+                mask=(ks[:, None] < Cin) & col_ok[None, :],
+                other=0,
+            )
+            if IEEE:
+                acc = tl.dot(a, wt, acc, input_precision='ieee')
+            else:
+                acc = tl.dot(a, wt, acc)
+    if HAS_SCALE:
+        acc *= tl.load(scale_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    tl.store(
+        out_ptr + rows[:, None] * Cout + cols[None, :],
+        acc.to(out_ptr.dtype.element_ty),
+        mask=row_ok[:, None] & col_ok[None, :],
+    )
+
+
+def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, gather):
+    """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout]."""
+    check_device('x', x)
+    if x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f'x: expected a floating tensor [B, Cin, H, W], got {x.dtype} {tuple(x.shape)}')
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1] or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f'weight: expected [Cout, {x.shape[1]}, k, k], got {tuple(weight.shape)}')
+    if weight.dtype != x.dtype or weight.device != x.device:
+        raise ValueError(f'weight: expected {x.dtype} on {x.device}, got {weight.dtype} on {weight.device}')
+    if gather:
+        check_positions(indices, count, x.device)
+    for name, value in (('stride', stride), ('padding', padding), ('dilation', dilation)):
+        if not isinstance(value, int) or value < (0 if name == 'padding' else 1):
+            raise ValueError(f'{name}: expected an int (>= 1, padding >= 0), got {value!r}')
+    cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
+    check_channel_vector('scale', scale, cout, x.device)
+    check_channel_vector('bias', bias, cout, x.device)
+    batch, _, height, width = x.shape
+    ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+    n_max = indices.numel() if gather else height  # rows as input: row i is position i of [1, Cin, N_max, 1]
+    if n_max > batch * max(ho, 0) * max(wo, 0):
+        raise ValueError(f'indices: {n_max} entries for an output grid of {batch}x{ho}x{wo} positions')
+    if offset is not None:
+        if offset.shape != (n_max, 2 * k * k) or offset.dtype != x.dtype or offset.device != x.device:
+            raise ValueError(
+                f'offset: expected {x.dtype} rows [{n_max}, {2 * k * k}] on {x.device}, '
+                f'got {offset.dtype} {tuple(offset.shape)} on {offset.device}'
+            )
+        offset = offset.contiguous()
+    x = x.contiguous(memory_format=torch.channels_last)  # channel stride 1
+    w = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, Cin, Cout]
+    rows = x.new_empty(n_max, cout)
+    if rows.numel() == 0:
+        return rows
+    block_k = block_size(cin, 16, 32 if offset is not None else 64)
+
+    def grid(meta):
+        return triton.cdiv(n_max, meta['BLOCK_M']), triton.cdiv(cout, meta['BLOCK_N'])
+
+    dummy = rows
+    _sparse_conv_kernel[grid](
+        x, w, indices if gather else count, count,
+        dummy if offset is None else offset,
+        dummy if scale is None else scale.contiguous(),
+        dummy if bias is None else bias.contiguous(),
+        rows,
+        height, width, cin, ho, wo, cout,
+        x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
+        KSIZE=k, GATHER=gather, DEFORM=offset is not None,
+        HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, RELU=bool(relu),
+        IEEE=x.dtype == torch.float32, BLOCK_K=block_k,
+    )  # fmt: skip
+    return rows
+
+
+def sparse_conv(
+    x, weight, indices, count, stride=1, padding=0, dilation=1, scale=None, bias=None, relu=False
+):
+    """Convolution at the active output positions.
+
+    x: [B, Cin, H, W]; weight: [Cout, Cin, k, k]; indices: int32 [N_max] positions into the
+    output grid [B, 1, Ho, Wo], the first ``count`` (int32 [1]) valid; scale, bias: [Cout] or
+    None. Returns rows [N_max, Cout] in x's dtype, ``relu(scale * conv(x) + bias)``; rows past
+    ``count`` are unspecified.
+    """
+    return _launch(x, weight, indices, count, None, stride, padding, dilation, scale, bias, relu, True)
+
+
+def sparse_deform_conv(
+    x, offset, weight, indices, count, stride=1, padding=0, dilation=1, scale=None, bias=None, relu=False
+):
+    """Deformable convolution v1 (one offset group, torchvision semantics) at the active positions.
+
+    offset: rows [N_max, 2*k*k] in ``indices`` order, (dy, dx) per tap; the rest as ``sparse_conv``.
+    """
+    if offset is None:
+        raise ValueError('offset: expected rows [N_max, 2*k*k], got None')
+    return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, True)
+
+
+def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False):
+    """A 1x1 convolution applied to compacted rows: rows [N_max, Cin], weight [Cout, Cin, 1, 1].
+
+    Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias)`` for the first ``count``
+    rows (the rest unspecified). Because a 1x1 conv commutes with the Gaussian interpolation,
+    this runs conv3 at the mask2 positions before interpolating (paper.md).
+    """
+    if rows.dim() != 2:
+        raise ValueError(f'rows: expected [N_max, Cin], got {tuple(rows.shape)}')
+    if weight.dim() != 4 or weight.shape[2:] != (1, 1):
+        raise ValueError(f'weight: expected a 1x1 conv weight [Cout, Cin, 1, 1], got {tuple(weight.shape)}')
+    if count.dtype != torch.int32 or count.numel() != 1 or count.device != rows.device:
+        raise ValueError(f'count: expected an int32 tensor of one element on {rows.device}')
+    x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
+    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, False)

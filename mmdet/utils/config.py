@@ -1,0 +1,59 @@
+"""Loading configs: ``Config.fromfile`` plus strict ``--cfg-options`` overrides.
+
+mmengine's ``merge_from_dict`` silently adds a key that the config does not have, so a typo
+(``optimizer.lrr=0.02``) would train with the default. ``merge_cfg_options`` first checks that
+every dotted key already exists and names the close matches when it does not.
+"""
+
+import difflib
+import os
+
+from mmengine.config import Config, ConfigDict
+
+
+def load_config(path, cfg_options=None):
+    """``Config.fromfile(path)`` with the ``--cfg-options`` dict merged in (every key must exist)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file {path!r} does not exist')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        merge_cfg_options(cfg, cfg_options)
+    return cfg
+
+
+def merge_cfg_options(cfg, options):
+    """Merge ``{'a.b.c': value}`` into ``cfg``; a key path the config lacks raises ``KeyError``.
+
+    A numeric part indexes a list (``data.train.pipeline.1.flip_ratio=0``), as in mmengine. A
+    key whose value is ``None`` (``fp16 = None``) may be given sub-keys (``fp16.enabled=True``).
+    """
+    for full_key in options:
+        node = cfg._cfg_dict
+        parts = full_key.split('.')
+        for depth, part in enumerate(parts):
+            here = '.'.join(parts[:depth]) or 'the config'
+            if node is None and depth > 0:  # an empty optional section: takes any sub-keys
+                prev = parts[depth - 1]
+                parent[int(prev) if isinstance(parent, list) else prev] = ConfigDict()
+                break
+            parent = node
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise KeyError(
+                        f'--cfg-options {full_key!r}: {here} is a list of {len(node)} items; '
+                        f'{part!r} is not a valid index'
+                    )
+                node = node[int(part)]
+            elif isinstance(node, dict):
+                if part not in node:
+                    close = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.6)
+                    hint = f'; did you mean {", ".join(repr(".".join([*parts[:depth], c])) for c in close)}?'
+                    raise KeyError(
+                        f'--cfg-options {full_key!r}: {here} has no key {part!r}'
+                        + (hint if close else f' (its keys: {", ".join(sorted(map(str, node)))})')
+                    )
+                node = node[part]
+            else:
+                raise KeyError(f'--cfg-options {full_key!r}: {here} is a {type(node).__name__}, not a dict')
+    cfg.merge_from_dict(options)
+    return cfg

@@ -1,0 +1,121 @@
+"""The paper's backbone GFLOPs counter (paper.md, "Counting GFLOPs"): multiply-accumulates / 1e9.
+
+For resolution r the input is h x w = (r // 32 * 32) x (floor(r * 5/3 / 32) * 32); a k x k conv
+Cin -> Cout at output stride s costs k*k*Cin*Cout*(h // s)*(w // s), times its density.
+Per Bottleneck (planes P, pytorch style, input stride S, output stride S * stride):
+conv1 (1x1, at S, density d1), conv2 (3x3) / conv3 (1x1, 4P) / DCN offset conv (3x3 -> 18)
+at d2, the downsample dense; sparse blocks add the two 3x3 mask convs (Cin -> 1, dense) and
+the interpolations 49*P*HW1*d1*(1-d1) and 49*4P*HW2*d2*(1-d2). The 7x7 stem conv is counted;
+pooling, BN, ReLU, neck and heads are not. A BasicBlock (depth 18/34, beyond the paper) counts
+its two 3x3 convs at d1 and d2 and the interpolations on P channels, all at the output stride.
+"""
+
+import json
+import math
+
+STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+INTERP_TAPS = 49  # the 7 x 7 Gaussian
+OFFSET_CHANNELS = 18
+
+
+def input_size(resolution):
+    """(h, w) the paper counts at for a short side ``resolution``: 1000 -> (992, 1664)."""
+    return resolution // 32 * 32, math.floor(resolution * 5 / 3 / 32) * 32
+
+
+def num_blocks(depth):
+    if depth not in STAGE_BLOCKS:
+        raise KeyError(f'depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}')
+    return sum(STAGE_BLOCKS[depth])
+
+
+def _check_densities(densities, depth):
+    expected = num_blocks(depth)
+    if len(densities) != expected:
+        raise ValueError(
+            f'densities: expected {expected} (d1, d2) pairs for depth {depth}, got {len(densities)}'
+        )
+    for i, pair in enumerate(densities):
+        if len(pair) != 2 or not all(0 <= d <= 1 for d in pair):
+            raise ValueError(f'densities[{i}]: expected a pair (d1, d2) in [0, 1], got {pair!r}')
+
+
+def backbone_gflops(
+    depth, resolution, densities=None, dcn_stages=(False, True, True, True), sparse=False, base_channels=64
+):
+    """GFLOPs (1e9 multiply-accumulates) of a ResNet / SparseResNet backbone.
+
+    densities: per block (d1, d2) in network order (e.g. ``MaskDensity.per_block()``); only with
+    ``sparse=True``, where None means every density 1. ResNet-101-DCN, dense, r = 1000: 289.47.
+    """
+    if densities is not None and not sparse:
+        raise ValueError(
+            'densities are only meaningful with sparse=True (a dense ResNet computes everywhere)'
+        )
+    if densities is None:
+        densities = [(1.0, 1.0)] * num_blocks(depth)
+    _check_densities(densities, depth)
+    h, w = input_size(resolution)
+
+    def area(stride):
+        return (h // stride) * (w // stride)
+
+    bottleneck = depth >= 50
+    expansion = 4 if bottleneck else 1
+    macs = 7 * 7 * 3 * base_channels * area(2)
+    cin, stride_in, index = base_channels, 4, 0
+    for stage, count in enumerate(STAGE_BLOCKS[depth]):
+        planes = base_channels * 2**stage
+        cout = planes * expansion
+        for b in range(count):
+            stride_out = stride_in * 2 if stage > 0 and b == 0 else stride_in
+            d1, d2 = densities[index]
+            hw_out = area(stride_out)
+            hw1 = area(stride_in) if bottleneck else hw_out  # conv1's output grid
+            if bottleneck:
+                macs += cin * planes * hw1 * d1 + (9 * planes * planes + planes * cout) * hw_out * d2
+            else:
+                macs += 9 * cin * planes * hw1 * d1 + 9 * planes * planes * hw_out * d2
+            if b == 0 and (cin != cout or stride_out != stride_in):
+                macs += cin * cout * hw_out
+            if dcn_stages[stage]:
+                macs += 9 * cin * OFFSET_CHANNELS * hw_out * d2
+            if sparse:
+                macs += 9 * cin * (hw1 + hw_out)  # conv1_mask, conv2_mask
+                macs += INTERP_TAPS * (planes * hw1 * d1 * (1 - d1) + cout * hw_out * d2 * (1 - d2))
+            cin, stride_in, index = cout, stride_out, index + 1
+    return macs / 1e9
+
+
+def backbone_gflops_from_cfg(backbone_cfg, resolution, densities=None):
+    """backbone_gflops for a config's ``model.backbone`` dict (type 'ResNet' or 'SparseResNet')."""
+    kind = backbone_cfg.get('type')
+    if kind not in ('ResNet', 'SparseResNet'):
+        raise ValueError(f"model.backbone.type: the counter knows 'ResNet' and 'SparseResNet', got {kind!r}")
+    if backbone_cfg.get('style', 'pytorch') != 'pytorch':
+        raise ValueError("model.backbone.style: the counter assumes 'pytorch' style (stride on the 3x3 conv)")
+    if tuple(backbone_cfg.get('strides', (1, 2, 2, 2))) != (1, 2, 2, 2):
+        raise ValueError('model.backbone.strides: the counter assumes the default (1, 2, 2, 2)')
+    return backbone_gflops(
+        backbone_cfg['depth'],
+        resolution,
+        densities=densities,
+        dcn_stages=tuple(backbone_cfg.get('stage_with_dcn', (False,) * 4)),
+        sparse=kind == 'SparseResNet',
+        base_channels=backbone_cfg.get('base_channels', 64),
+    )
+
+
+def dump_densities(densities, path):
+    """Write per-block densities as ``{"densities": [[d1, d2], ...]}`` (read by tools/get_flops.py)."""
+    with open(path, 'w') as f:
+        json.dump({'densities': [[float(d1), float(d2)] for d1, d2 in densities]}, f, indent=1)
+
+
+def load_densities(path):
+    """Read ``{"densities": [[d1, d2], ...]}`` -> [(d1, d2)]."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not isinstance(data.get('densities'), list):
+        raise ValueError(f'{path}: expected a JSON object {{"densities": [[d1, d2], ...]}}')
+    return [tuple(pair) for pair in data['densities']]

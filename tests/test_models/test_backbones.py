@@ -1,0 +1,158 @@
+"""ResNet backbone: shapes, freezing, DCN, state-dict names and torchvision checkpoints."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from torchvision.ops import DeformConv2d
+
+from mmdet.models import build_backbone
+from mmdet.models.backbones import ResNet
+
+DCN = dict(
+    dcn=dict(type='DCN', deformable_groups=1, fallback_on_stride=False),
+    stage_with_dcn=(False, True, True, True),
+)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def single_thread():
+    # two oversubscribed threads on a shared CPU are ~8x slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    'depth, expansion, strides, expected_strides',
+    [
+        (18, 1, (1, 2, 2, 2), (4, 8, 16, 32)),
+        (50, 4, (1, 2, 2, 2), (4, 8, 16, 32)),
+        (50, 4, (1, 2, 2, 1), (4, 8, 16, 16)),
+    ],
+)
+def test_output_shapes(depth, expansion, strides, expected_strides):
+    model = build_backbone(dict(type='ResNet', depth=depth, base_channels=4, strides=strides))
+    outs = model(torch.randn(2, 3, 64, 64))
+    expected = [(4 * 2**i * expansion, s) for i, s in enumerate(expected_strides)]
+    assert model.output_shape() == expected
+    assert [tuple(o.shape) for o in outs] == [(2, c, 64 // s, 64 // s) for c, s in expected]
+
+
+def test_out_indices_and_caffe_style():
+    model = ResNet(50, base_channels=4, out_indices=(1, 3), style='caffe')
+    assert model.output_shape() == [(32, 8), (128, 32)]
+    assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
+    outs = model(torch.randn(1, 3, 64, 64))
+    assert [o.shape[-1] for o in outs] == [8, 2]
+    pytorch = ResNet(50, base_channels=4)
+    assert pytorch.layer2[0].conv1.stride == (1, 1) and pytorch.layer2[0].conv2.stride == (2, 2)
+
+
+def test_frozen_stages_and_norm_eval():
+    model = ResNet(18, base_channels=4, frozen_stages=1, norm_eval=True)
+    model.train()
+    for name, param in model.named_parameters():
+        frozen = name.startswith(('conv1', 'bn1', 'layer1.'))
+        assert param.requires_grad is not frozen, name
+    assert not model.layer1.training and not model.bn1.training
+    assert model.layer2.training and model.layer2[0].conv1.training
+    assert all(not m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    # frozen statistics: a training forward must not move the running mean
+    before = model.layer3[0].bn1.running_mean.clone()
+    model(torch.randn(2, 3, 32, 32))
+    assert torch.equal(model.layer3[0].bn1.running_mean, before)
+
+    trainable = ResNet(18, base_channels=4, frozen_stages=-1, norm_eval=False).train()
+    assert all(p.requires_grad for p in trainable.parameters())
+    assert all(m.training for m in trainable.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def test_zero_init_residual():
+    model = ResNet(50, base_channels=4, zero_init_residual=True)
+    assert all(torch.all(b.bn3.weight == 0) for layer in (model.layer1, model.layer4) for b in layer)
+    block = model.layer1[1].eval()  # no downsample: output == relu(input)
+    x = torch.randn(1, 16, 8, 8)
+    torch.testing.assert_close(block(x), torch.relu(x))
+    assert torch.all(ResNet(50, base_channels=4, zero_init_residual=False).layer1[0].bn3.weight == 1)
+
+
+def test_dcn_stages():
+    model = ResNet(50, base_channels=4, **DCN).eval()
+    assert not model.layer1[0].with_dcn and not hasattr(model.layer1[0], 'conv2_offset')
+    block = model.layer2[0]
+    assert isinstance(block.conv2, DeformConv2d) and block.conv2.bias is None
+    offset = block.conv2_offset
+    assert (offset.in_channels, offset.out_channels, offset.kernel_size, offset.stride) == (
+        16,
+        18,
+        (3, 3),
+        (2, 2),
+    )
+    assert torch.all(offset.weight == 0) and torch.all(offset.bias == 0)
+    # zero offsets: the deformable conv equals a plain conv with the same weight
+    x = torch.randn(1, 16, 8, 8)
+    mid = torch.randn(1, 8, 8, 8)
+    plain = nn.functional.conv2d(mid, block.conv2.weight, stride=2, padding=1)
+    torch.testing.assert_close(block.run_conv2(x, mid), plain, atol=1e-5, rtol=1e-5)
+    assert model(torch.randn(1, 3, 64, 64))[3].shape == (1, 128, 2, 2)
+
+
+def test_state_dict_names():
+    keys = ResNet(101, base_channels=4, **DCN).state_dict().keys()
+    for name in (
+        'conv1.weight',
+        'bn1.running_var',
+        'layer1.0.downsample.0.weight',
+        'layer1.0.downsample.1.bias',
+        'layer3.22.conv3.weight',
+        'layer3.22.bn3.weight',
+        'layer2.0.conv2_offset.weight',
+        'layer4.2.conv2_offset.bias',
+    ):
+        assert name in keys, name
+    assert not any(k.startswith('layer1.') and 'offset' in k for k in keys)
+    assert not any(k.startswith('layer3.23') for k in keys)
+
+
+def test_load_torchvision_checkpoint(tmp_path):
+    reference = torchvision.models.resnet18(weights=None).eval()
+    for m in reference.modules():  # non-trivial BN statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / 'resnet18.pth'
+    torch.save(reference.state_dict(), path)
+    model = ResNet(18, out_indices=(3,)).eval()
+    missing = model.init_weights(str(path))
+    assert missing == []
+    x = torch.randn(1, 3, 32, 32)
+    body = nn.Sequential(*list(reference.children())[:-2])
+    torch.testing.assert_close(model(x)[0], body(x))
+
+
+def test_torchvision_uri_without_cache_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path))
+    model = ResNet(18, base_channels=4)
+    with pytest.raises(FileNotFoundError, match='resnet101-\\*.pth'):
+        model.init_weights('torchvision://resnet101')
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        model.init_weights(str(tmp_path / 'missing.pth'))
+
+
+def test_bad_arguments():
+    with pytest.raises(KeyError, match='depth'):
+        ResNet(42)
+    with pytest.raises(ValueError, match='style'):
+        ResNet(18, style='tf')
+    with pytest.raises(ValueError, match='out_indices'):
+        ResNet(18, out_indices=(4,))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        ResNet(18, frozen_stages=5)
+    with pytest.raises(ValueError, match='needs dcn'):
+        ResNet(18, stage_with_dcn=(False, True, True, True))
+    with pytest.raises(ValueError, match='DCN v1'):
+        ResNet(18, dcn=dict(type='DCN', deformable_groups=2), stage_with_dcn=(False, True, True, True))
+    with pytest.raises(ValueError, match='num_stages'):
+        ResNet(18, num_stages=3)

@@ -1,0 +1,186 @@
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine import Config
+
+from mmdet.models import build_detector
+from mmdet.models.backbones import ResNet
+from mmdet.registry import BACKBONES
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = Config.fromfile(REPO / 'configs' / '_base_' / 'models' / 'faster_rcnn_r101_fpn.py')
+
+
+@BACKBONES.register_module(name='ResNetWithExtraLossForTest', force=True)
+class ResNetWithExtraLossForTest(ResNet):
+    """A ResNet reporting one extra loss term, as SparseResNet reports sparse_loss."""
+
+    def extra_losses(self):
+        return dict(sparse_loss=self.conv1.weight.sum() * 0 + 1.5)
+
+
+def _model_cfg(backbone_type='ResNet'):
+    return dict(
+        type='FasterRCNN',
+        pretrained=None,
+        backbone=dict(type=backbone_type, depth=18, base_channels=8, frozen_stages=1),
+        neck=dict(type='FPN', in_channels=[8, 16, 32, 64], out_channels=16, num_outs=5),
+        rpn_head=dict(type='RPNHead', in_channels=16, feat_channels=16),
+        bbox_roi_extractor=dict(
+            type='SingleRoIExtractor',
+            roi_layer=dict(type='RoIAlign', out_size=7, sample_num=2),
+            out_channels=16,
+            featmap_strides=[4, 8, 16, 32],
+        ),
+        bbox_head=dict(type='SharedFCBBoxHead', in_channels=16, fc_out_channels=32, num_classes=4),
+    )
+
+
+def _detector(backbone_type='ResNet', train_cfg=None, test_cfg=None):
+    torch.manual_seed(0)
+    return build_detector(
+        _model_cfg(backbone_type),
+        train_cfg=copy.deepcopy(train_cfg or BASE.train_cfg),
+        test_cfg=copy.deepcopy(test_cfg or BASE.test_cfg),
+    )
+
+
+def _batch():
+    """Two 64x96 images: the first resized x2 from 32x48 with two boxes, the second (60x80 in a
+    64x96 batch) without boxes."""
+    torch.manual_seed(1)
+    metas = [
+        dict(
+            ori_shape=(32, 48, 3),
+            img_shape=(64, 96, 3),
+            pad_shape=(64, 96, 3),
+            scale_factor=np.full(4, 2.0, np.float32),
+            flip=False,
+        ),
+        dict(
+            ori_shape=(60, 80, 3),
+            img_shape=(60, 80, 3),
+            pad_shape=(64, 96, 3),
+            scale_factor=np.ones(4, np.float32),
+            flip=False,
+        ),
+    ]
+    img = torch.randn(2, 3, 64, 96)
+    img[0, :, 10:51, 8:41] += 2.0  # something to find under the boxes
+    img[0, :, 5:61, 50:91] -= 2.0
+    return dict(
+        img=img,
+        img_metas=metas,
+        gt_bboxes=[torch.tensor([[8.0, 10.0, 40.0, 50.0], [50.0, 5.0, 90.0, 60.0]]), torch.zeros(0, 4)],
+        gt_labels=[torch.tensor([1, 3]), torch.zeros(0, dtype=torch.long)],
+        gt_bboxes_ignore=[torch.zeros(0, 4), torch.zeros(0, 4)],
+    )
+
+
+def _total(losses):
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+def test_forward_train_losses_and_backward():
+    det = _detector()
+    det.train()
+    losses = det(**_batch())
+    assert set(losses) == {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox', 'acc'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert 0 <= losses['acc'] <= 100
+    _total(losses).backward()
+    for name in ('bbox_head.fc_cls.weight', 'rpn_head.rpn_reg.weight', 'neck.fpn_convs.0.conv.weight'):
+        grad = dict(det.named_parameters())[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert det.backbone.conv1.weight.grad is None  # frozen stem (frozen_stages=1)
+    assert det.backbone.layer4[0].downsample[0].weight.grad.abs().sum() > 0
+
+
+def test_backbone_extra_losses_are_added():
+    det = _detector('ResNetWithExtraLossForTest')
+    losses = det(**_batch())
+    assert losses['sparse_loss'].item() == 1.5
+
+
+def test_crowd_only_and_degenerate_gt_train_without_nan():
+    det = _detector()
+    batch = _batch()
+    batch['gt_bboxes'] = [
+        torch.zeros(0, 4),
+        torch.tensor([[10.0, 10.0, 10.0, 10.0], [30.0, 20.0, 29.0, 40.0]]),
+    ]
+    batch['gt_labels'] = [torch.zeros(0, dtype=torch.long), torch.tensor([2, 1])]
+    batch['gt_bboxes_ignore'] = [torch.tensor([[0.0, 0.0, 60.0, 60.0]]), torch.zeros(0, 4)]
+    losses = det(**batch)
+    _total(losses).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert all(torch.isfinite(p.grad).all() for p in det.parameters() if p.grad is not None)
+
+
+def test_zero_proposals_train_and_test():
+    no_props = dict(nms_pre=1000, nms_post=1000, max_num=1000, nms_thr=0.7, min_bbox_size=10**6)
+    train_cfg = copy.deepcopy(BASE.train_cfg)
+    train_cfg['rpn_proposal'] = no_props
+    test_cfg = copy.deepcopy(BASE.test_cfg)
+    test_cfg['rpn'] = no_props
+    det = _detector(train_cfg=train_cfg, test_cfg=test_cfg)
+    batch = _batch()
+    batch['gt_bboxes'] = [torch.zeros(0, 4)] * 2
+    batch['gt_labels'] = [torch.zeros(0, dtype=torch.long)] * 2
+    losses = det(**batch)
+    assert losses['loss_cls'].item() == 0.0 and losses['loss_bbox'].item() == 0.0
+    _total(losses).backward()
+    det.eval()
+    results = det(batch['img'], batch['img_metas'], return_loss=False)
+    assert [[r.shape for r in res] for res in results] == [[(0, 5)] * 3] * 2
+
+
+def test_simple_test_format_and_rescale():
+    det = _detector()
+    det.eval()
+    batch = _batch()
+    results = det(batch['img'], batch['img_metas'], return_loss=False)
+    assert len(results) == 2 and all(len(res) == 3 for res in results)
+    for res, meta in zip(results, batch['img_metas']):
+        for dets in res:
+            assert dets.dtype == np.float32 and dets.ndim == 2 and dets.shape[1] == 5
+            assert (dets[:, 4] > 0.05).all()
+            h, w = meta['ori_shape'][:2]
+            assert (dets[:, :4] >= 0).all() and (dets[:, [0, 2]] <= w).all() and (dets[:, [1, 3]] <= h).all()
+    assert sum(len(d) for d in results[0]) > 0
+    unscaled = det.simple_test(batch['img'], batch['img_metas'], rescale=False)
+    # image 0 was resized x2: unscaled boxes reach beyond its original 48 x 32
+    assert max(d[:, 2].max(initial=0) for d in unscaled[0]) > 48
+    # image 1 has scale factor 1 (v0.6 rescales before NMS, whose +1 IoU is not scale-invariant)
+    for scaled, raw in zip(results[1], unscaled[1]):
+        assert np.array_equal(scaled, raw)
+
+
+def test_bad_inputs_raise():
+    det = _detector()
+    batch = _batch()
+    batch['gt_labels'] = [torch.tensor([0, 3]), torch.zeros(0, dtype=torch.long)]
+    with pytest.raises(ValueError, match='gt_labels'):
+        det(**batch)
+    det.train_cfg = None
+    with pytest.raises(ValueError, match='train_cfg'):
+        det(**_batch())
+
+
+def test_training_loop_loss_falls():
+    det = _detector()
+    det.train()
+    batch = _batch()
+    optimizer = torch.optim.SGD([p for p in det.parameters() if p.requires_grad], lr=0.02, momentum=0.9)
+    totals = []
+    for _ in range(30):
+        loss = _total(det(**batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        totals.append(loss.item())
+    assert all(np.isfinite(totals))
+    assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5]), totals

@@ -1,0 +1,297 @@
+"""SparseResNet: Gumbel sampling, temperature, grid prior, eval masks, densities, sparse loss."""
+
+import math
+
+import pytest
+import torch
+
+from mmdet.models import build_backbone
+from mmdet.models.backbones import GumbelSigmoid, MaskDensity, ResNet, SparseResNet
+from mmdet.models.backbones.sparse_resnet import grid_prior
+
+DCN = dict(
+    dcn=dict(type='DCN', deformable_groups=1, fallback_on_stride=False),
+    stage_with_dcn=(False, True, True, True),
+)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def single_thread():
+    # two oversubscribed threads on a shared CPU are ~8x slower than one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(depth=18, **kwargs):
+    kwargs.setdefault('sparse_loss_weight', 0.1)
+    return SparseResNet(depth, base_channels=4, **kwargs)
+
+
+def set_probs(block, p1, p2, random_weights=False):
+    """Make the block's mask predictors output constant probabilities p1 / p2 (or p-varying maps)."""
+    for conv, p in ((block.conv1_mask, p1), (block.conv2_mask, p2)):
+        with torch.no_grad():
+            if random_weights:
+                conv.weight.normal_(0, 0.5)
+            conv.bias.fill_(math.log(p / (1 - p)))
+
+
+def test_gumbel_sigmoid_statistics():
+    gen = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.1, 0.3, 0.7, 0.9])[:, None].expand(4, 20000)
+    errors = []
+    for temperature in (1.0, 0.3, 0.03):
+        soft = GumbelSigmoid(max_T=temperature).train()(p, gen)
+        assert soft.min() >= 0 and soft.max() <= 1
+        # the hard sample is Bernoulli(p) at any temperature
+        torch.testing.assert_close((soft >= 0.5).float().mean(1), p[:, 0], atol=0.015, rtol=0)
+        errors.append((soft.mean(1) - p[:, 0]).abs().max().item())
+    # the soft mask approaches the hard sample as T falls
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.01
+
+
+def test_gumbel_temperature_decays_per_training_forward_only():
+    gumbel = GumbelSigmoid(max_T=1.0, decay_alpha=0.5, eval_T=0.03)
+    p = torch.full((1, 1, 4, 4), 0.5)
+    for _ in range(3):
+        gumbel.train()(p)
+    assert gumbel.cur_T.item() == pytest.approx(0.125)
+    gumbel.eval()(p)
+    assert gumbel.cur_T.item() == pytest.approx(0.125)
+    model = tiny(decay_alpha=0.9).train()
+    model(torch.randn(1, 3, 32, 32))
+    model(torch.randn(1, 3, 32, 32))
+    assert all(b.conv1_gumbel.cur_T.item() == pytest.approx(0.81) for b in model.sparse_blocks())
+    model.eval()(torch.randn(1, 3, 32, 32))
+    assert model.layer4[1].conv2_gumbel.cur_T.item() == pytest.approx(0.81)
+    with pytest.raises(ValueError, match='decay_alpha'):
+        GumbelSigmoid(decay_alpha=1.5)
+
+
+def test_init_and_mask_shapes():
+    model = tiny(depth=50, **DCN)
+    block = model.layer2[0]  # pytorch style: stride 2 on conv2
+    assert block.conv1_mask.stride == (1, 1) and block.conv2_mask.stride == (2, 2)
+    assert torch.all(block.conv1_mask.weight == 0) and torch.all(block.conv2_mask.bias == 3.0)
+    assert block.conv1_sigma.item() == 3.0 and block.conv2_sigma.requires_grad
+    assert block.conv1_gumbel.cur_T.item() == 1.0
+    assert torch.all(block.conv2_offset.weight == 0)
+    mask1, mask2, p1, p2 = block.masks(torch.randn(2, 16, 16, 16))
+    assert mask1.shape == p1.shape == (2, 1, 16, 16) and mask2.shape == p2.shape == (2, 1, 8, 8)
+    torch.testing.assert_close(p2, torch.full_like(p2, 1 / (1 + math.exp(-3))))
+
+
+def test_grid_prior_positions():
+    grid = grid_prior(7, 8, 3, 'cpu')
+    assert grid.nonzero().tolist() == [[y, x] for y in (0, 3, 6) for x in (0, 3, 6)]
+    model = tiny(grid_prior_interval=3, sampling='deterministic').eval()
+    block = model.layer1[0]
+    set_probs(block, 0.01, 0.01)
+    mask1, mask2, _, _ = block.masks(torch.randn(1, 4, 8, 8))
+    expected = grid_prior(8, 8, 3, 'cpu').float()[None, None]
+    assert torch.equal(mask1, expected) and torch.equal(mask2, expected)
+
+
+def test_deterministic_sampling():
+    model = tiny(sampling='deterministic', grid_prior_interval=4).eval()
+    block = model.layer1[1]
+    set_probs(block, 0.5, 0.5, random_weights=True)
+    x = torch.randn(2, 4, 8, 8)
+    mask1, mask2, p1, p2 = block.masks(x)
+    for mask, p in ((mask1, p1), (mask2, p2)):
+        expected = ((p >= 0.5) | grid_prior(8, 8, 4, 'cpu')).float()
+        assert torch.equal(mask, expected)
+        assert 0 < expected.mean() < 1
+    assert torch.equal(block.masks(x)[0], mask1)
+    img = torch.randn(1, 3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(model(img), model(img)))
+
+
+def test_eval_masks_are_soft_times_binary_and_densities_counted():
+    model = tiny(grid_prior_interval=None).eval()
+    for block in model.sparse_blocks():
+        set_probs(block, 0.5, 0.5)
+    model.set_sampling_seed(0)
+    model(torch.randn(2, 3, 64, 64))
+    expected = []
+    for block in model.sparse_blocks():
+        pair = []
+        for mask in block.last_masks:
+            # values are 0 or the soft mask where it is >= 0.5
+            assert torch.all((mask == 0) | (mask >= 0.5)) and torch.all(mask <= 1)
+            pair.append((mask > 0).float().mean().item())
+        expected.append(pair)
+    density = model.density.per_block()
+    assert len(density) == 8 and model.density.num_images == 2
+    torch.testing.assert_close(torch.tensor(density), torch.tensor(expected), atol=1e-6, rtol=0)
+    assert 0.3 < torch.tensor(density).mean() < 0.7
+    model.train()(torch.randn(2, 3, 64, 64))  # training forwards are not counted
+    assert model.density.num_images == 2
+    model.density.reset()
+    with pytest.raises(RuntimeError, match='no image'):
+        model.density.per_block()
+
+
+def test_mask_density_container():
+    density = MaskDensity(2)
+    full, empty = torch.ones(1, 1, 4, 4), torch.zeros(1, 1, 2, 2)
+    quarter = torch.zeros(2, 1, 4, 4)
+    quarter[:, :, :2, :2] = 0.7
+    density.update(0, full, empty)
+    density.update(1, quarter, quarter)
+    density.update(0, torch.cat([empty, empty]), torch.ones(2, 1, 2, 2))
+    density.update(1, full, full)
+    assert density.per_block() == [pytest.approx((1 / 3, 2 / 3)), pytest.approx((0.5, 0.5))]
+    density.all_reduce()  # no process group: unchanged
+    assert density.num_images == 3
+    with pytest.raises(IndexError, match='block'):
+        density.update(2, full, full)
+    with pytest.raises(ValueError, match='mask2'):
+        density.update(0, full, torch.ones(1, 2, 4, 4))
+    with pytest.raises(ValueError, match='batch sizes'):
+        density.update(0, full, quarter)
+    with pytest.raises(ValueError, match='num_blocks'):
+        MaskDensity(0)
+
+
+def test_sparse_loss_value():
+    model = tiny(sparse_loss_weight=0.2).train()
+    blocks = model.sparse_blocks()
+    for block in blocks:
+        set_probs(block, 0.2, 0.6)  # 0.25 * 0.2 + 0.75 * 0.6 = 0.5
+    set_probs(blocks[0], 0.9, 0.9)  # 0.9
+    with pytest.raises(RuntimeError, match='training forward'):
+        model.extra_losses()
+    model(torch.randn(2, 3, 32, 32))
+    loss = model.extra_losses()['sparse_loss']
+    assert loss.item() == pytest.approx(0.2 / 8 * (7 * 0.5 + 0.9), rel=1e-5)
+    loss.backward()
+    assert blocks[3].conv2_mask.bias.grad.item() > 0
+
+
+def test_gradient_reaches_mask_predictors_and_sigmas():
+    # zero_init_residual would zero every residual branch's output gain, and with it the gradients
+    model = tiny(grid_prior_interval=None, **DCN, zero_init_residual=False)
+    model.train()
+    for block in model.sparse_blocks():
+        set_probs(block, 0.5, 0.5)
+    outs = model(torch.randn(2, 3, 32, 32))
+    sum(o.pow(2).mean() for o in outs).backward()  # task loss only, no sparse loss
+    for block in model.sparse_blocks():
+        for name in ('conv1_mask.weight', 'conv2_mask.bias', 'conv1_sigma', 'conv2_sigma'):
+            grad = block.get_parameter(name).grad
+            assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_seeded_sampling_is_repeatable():
+    model = tiny(**DCN).eval()
+    for block in model.sparse_blocks():
+        set_probs(block, 0.5, 0.5)
+    img = torch.randn(1, 3, 32, 32)
+    runs = []
+    for seed in (3, 3, 4):
+        model.set_sampling_seed(seed)
+        model(img)
+        runs.append(torch.cat([b.last_masks[1].flatten() for b in model.sparse_blocks()]))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_all_ones_masks_equal_plain_resnet():
+    # grid_prior_interval=1 samples every position: each block must then equal the ResNet block
+    sparse = tiny(depth=50, grid_prior_interval=1, **DCN).eval()
+    dense = ResNet(50, base_channels=4, **DCN).eval()
+    with torch.no_grad():
+        for p in sparse.parameters():
+            p.normal_(0, 0.1)
+    missing = dense.load_state_dict(sparse.state_dict(), strict=False)
+    assert missing.missing_keys == []
+    img = torch.randn(1, 3, 32, 32)
+    for a, b in zip(sparse(img), dense(img)):
+        torch.testing.assert_close(a, b)
+
+
+def test_state_dict_names_match_paper():
+    keys = set(
+        build_backbone(
+            dict(
+                type='SparseResNet',
+                depth=101,
+                sparse_loss_weight=0.1,
+                **DCN,
+            )
+        )
+        .state_dict()
+        .keys()
+    )
+    per_block = [
+        'conv1.weight',
+        'bn1.weight',
+        'conv2.weight',
+        'bn2.bias',
+        'conv3.weight',
+        'bn3.running_mean',
+        'conv1_mask.weight',
+        'conv1_mask.bias',
+        'conv2_mask.weight',
+        'conv1_sigma',
+        'conv2_sigma',
+        'conv1_gumbel.cur_T',
+        'conv2_gumbel.cur_T',
+    ]
+    for layer, num in (('layer1', 3), ('layer2', 4), ('layer3', 23), ('layer4', 3)):
+        for i in range(num):
+            assert all(f'{layer}.{i}.{name}' in keys for name in per_block), (layer, i)
+            assert (f'{layer}.{i}.conv2_offset.weight' in keys) is (layer != 'layer1')
+    assert 'layer3.0.downsample.1.running_var' in keys and 'layer3.23.conv1.weight' not in keys
+    assert not any('density' in k or 'generator' in k for k in keys)
+
+
+def test_frozen_stages_still_sample_in_training():
+    model = tiny(frozen_stages=1).train()
+    assert not model.layer1[0].bn1.training and not model.layer1[0].conv1_mask.weight.requires_grad
+    assert model.layer1[0].training and model.layer1[0].conv1_gumbel.training
+    model(torch.randn(1, 3, 32, 32))
+    assert model.layer1[0].last_probs is not None
+    assert model.layer1[0].conv1_gumbel.cur_T.item() < 1.0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='sampling'):
+        tiny(sampling='random')
+    with pytest.raises(ValueError, match='execution'):
+        tiny(execution='fast')
+    with pytest.raises(ValueError, match='Bottleneck'):
+        tiny(execution='sparse')
+    with pytest.raises(ValueError, match='sparse_loss_weight'):
+        tiny(sparse_loss_weight=-1)
+    with pytest.raises(TypeError, match='sparse_loss_weight'):
+        build_backbone(dict(type='SparseResNet', depth=18))
+
+
+@pytest.mark.slow
+def test_tiny_sparse_resnet_learns_to_sample_less():
+    torch.manual_seed(0)
+    model = tiny(sparse_loss_weight=1.0, grid_prior_interval=None)
+    model.set_sampling_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+
+    def eval_density():
+        model.eval().density.reset()
+        with torch.no_grad():
+            model(images)
+        return torch.tensor(model.density.per_block()).mean().item()
+
+    before = eval_density()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model.train()
+    for _ in range(50):
+        outs = model(images)
+        task = sum(o.mean().pow(2) for o in outs)  # toy head
+        loss = task + model.extra_losses()['sparse_loss']
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = eval_density()
+    assert before > 0.9 and after < before - 0.3

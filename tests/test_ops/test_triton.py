@@ -1,0 +1,276 @@
+"""The Triton sparse kernels against dense PyTorch ground truth (F.conv2d, torchvision deform_conv2d,
+interpolate_dense).
+
+Without a GPU the kernels run in Triton's CPU interpreter, which must be switched on before
+they are defined; so that this never leaks into other tests, ``test_interpreted_on_cpu`` reruns
+this file in a subprocess with TRITON_INTERPRET=1, where the same tests run on CPU tensors.
+On a GPU machine the tests run compiled on CUDA (marked ``gpu``).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+pytest.importorskip('triton')
+INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
+REPO = Path(__file__).resolve().parents[2]
+
+if INTERPRETED:
+    DEVICES = ['cpu']
+else:
+    DEVICES = [
+        pytest.param(
+            'cuda',
+            marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')],
+        )
+    ]
+# the interpreter computes through numpy, which has no bfloat16
+DTYPES = [torch.float32, torch.float16] if INTERPRETED else [torch.float32, torch.float16, torch.bfloat16]
+TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+
+
+@pytest.mark.skipif(INTERPRETED, reason='this is the driver of the interpreted run')
+def test_interpreted_on_cpu():
+    env = dict(
+        os.environ, TRITON_INTERPRET='1', PYTHONPATH=f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'
+    )
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', 'not gpu', __file__]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert ' passed' in proc.stdout, proc.stdout[-2000:]
+
+
+def _ops():
+    from mmdet.ops import triton as ops
+
+    return ops
+
+
+def _close(actual, expected, dtype):
+    assert actual.shape == expected.shape
+    if expected.numel() == 0:
+        return
+    scale = expected.abs().max().clamp(min=1.0)
+    err = (actual.float() - expected.float()).abs().max() / scale
+    assert err <= TOL[dtype], f'max error {err:.3g} (relative to {scale:.3g}) > {TOL[dtype]}'
+
+
+def _mask(shape, density, device, seed=0):
+    """A soft * binary eval-style mask [B, 1, H, W]: 0 or a value in [0.5, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.rand(shape, generator=g) < density
+    return (keep * (0.5 + 0.5 * torch.rand(shape, generator=g))).to(device)
+
+
+def _positions(mask, pad_to=None):
+    """(indices int32 [N_max] with garbage past count, count int32 [1]) by torch.nonzero."""
+    active = torch.nonzero(mask.reshape(-1) > 0).flatten().to(torch.int32)
+    n_max = mask.numel() if pad_to is None else pad_to
+    indices = torch.full((n_max,), 7, dtype=torch.int32, device=mask.device)  # garbage past count
+    indices[: active.numel()] = active
+    return indices, torch.tensor([active.numel()], dtype=torch.int32, device=mask.device)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('density', [0.0, 0.3, 1.0])
+def test_active_positions(device, density):
+    mask = _mask((2, 1, 33, 40), density, device)  # 2640 positions: three compaction blocks
+    indices, count = _ops().active_positions(mask)
+    expected = torch.nonzero(mask.reshape(-1) > 0).flatten()
+    assert indices.shape == (mask.numel(),) and indices.dtype == torch.int32
+    assert count.tolist() == [expected.numel()]
+    assert torch.equal(indices[: expected.numel()].long().cpu(), expected.cpu())
+
+
+def test_active_positions_hand_computed():
+    device = DEVICES[0] if isinstance(DEVICES[0], str) else DEVICES[0].values[0]
+    if device == 'cuda' and not torch.cuda.is_available():
+        pytest.skip('needs CUDA')
+    mask = torch.tensor([[[[0.0, 0.7], [0.0, 0.0]]], [[[1.0, 0.0], [0.0, 0.6]]]], device=device)
+    indices, count = _ops().active_positions(mask)
+    assert count.item() == 3 and indices[:3].tolist() == [1, 4, 7]
+    with pytest.raises(ValueError, match='mask: expected a floating tensor'):
+        _ops().active_positions(mask[:, 0])
+
+
+CONV_CASES = [  # k, stride, padding, dilation, cin, cout
+    (3, 1, 1, 1, 8, 16),
+    (3, 2, 1, 1, 5, 12),
+    (3, 1, 2, 2, 8, 8),
+    (1, 1, 0, 1, 24, 20),
+    (1, 2, 0, 1, 8, 16),
+]
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('case', CONV_CASES)
+def test_sparse_conv(device, dtype, case):
+    k, s, p, d, cin, cout = case
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cin, 9, 7, generator=g).to(device, dtype)
+    weight = (torch.randn(cout, cin, k, k, generator=g) / (k * k * cin) ** 0.5).to(device, dtype)
+    scale, bias = torch.rand(cout, generator=g).to(device) + 0.5, torch.randn(cout, generator=g).to(device)
+    dense = F.conv2d(x.float(), weight.float(), stride=s, padding=p, dilation=d)
+    dense = F.relu(dense * scale[:, None, None] + bias[:, None, None])
+    mask = _mask((2, 1) + dense.shape[2:], 0.4, device)
+    indices, count = _positions(mask)
+    x_in = x.contiguous(memory_format=torch.channels_last) if k == 3 else x
+    rows = _ops().sparse_conv(x_in, weight, indices, count, s, p, d, scale=scale, bias=bias, relu=True)
+    n = count.item()
+    assert rows.shape == (mask.numel(), cout) and rows.dtype == dtype
+    expected = dense.permute(0, 2, 3, 1).reshape(-1, cout)[indices[:n].long()]
+    _close(rows[:n], expected, dtype)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('density', [0.0, 1.0])
+def test_sparse_conv_empty_and_full(device, density):
+    x = torch.randn(1, 4, 6, 6).to(device)
+    weight = torch.randn(16, 4, 3, 3).to(device)
+    mask = _mask((1, 1, 6, 6), density, device)
+    indices, count = _positions(mask)
+    rows = _ops().sparse_conv(x, weight, indices, count, 1, 1, 1)
+    n = count.item()
+    assert n == (36 if density else 0) and rows.shape == (36, 16)
+    _close(rows[:n], F.conv2d(x, weight, padding=1).permute(0, 2, 3, 1).reshape(-1, 16)[:n], torch.float32)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_sparse_deform_conv(device, dtype, stride):
+    from torchvision.ops import deform_conv2d
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 6, 8, 7, generator=g).to(device, dtype)
+    weight = (torch.randn(16, 6, 3, 3, generator=g) / 7).to(device, dtype)
+    ho, wo = (8 - 1) // stride + 1, (7 - 1) // stride + 1
+    # offsets up to +-3 pixels, so that some samples fall outside the image
+    offset = (6 * torch.rand(2, 18, ho, wo, generator=g) - 3).to(device, dtype)
+    offset[0, :, 0, 0] = torch.tensor([0.0, 0.5] * 9)  # exact half-pixel steps
+    scale, bias = torch.rand(16, generator=g).to(device) + 0.5, torch.randn(16, generator=g).to(device)
+    dense = deform_conv2d(x.float(), offset.float(), weight.float(), stride=stride, padding=1)
+    dense = dense * scale[:, None, None] + bias[:, None, None]
+    mask = _mask((2, 1, ho, wo), 0.5, device)
+    mask[0, 0, 0, 0] = 1.0
+    indices, count = _positions(mask)
+    n = count.item()
+    offset_rows = offset.permute(0, 2, 3, 1).reshape(-1, 18)[indices.long()].contiguous()
+    rows = _ops().sparse_deform_conv(
+        x, offset_rows, weight, indices, count, stride, 1, 1, scale=scale, bias=bias
+    )
+    expected = dense.permute(0, 2, 3, 1).reshape(-1, 16)[indices[:n].long()]
+    _close(rows[:n], expected, dtype)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_sparse_linear(device, dtype):
+    g = torch.Generator().manual_seed(3)
+    rows = torch.randn(40, 12, generator=g).to(device, dtype)
+    weight = (torch.randn(24, 12, 1, 1, generator=g) / 4).to(device, dtype)
+    bias = torch.randn(24, generator=g).to(device)
+    count = torch.tensor([29], dtype=torch.int32, device=device)
+    out = _ops().sparse_linear(rows, weight, count, bias=bias, relu=True)
+    expected = F.relu(rows[:29].float() @ weight[:, :, 0, 0].float().t() + bias)
+    assert out.shape == (40, 24)
+    _close(out[:29], expected, dtype)
+
+
+INTERP_CASES = [  # density, kernel_size, sigma given as tensor, bias + residual + relu; half types on two
+    (0.3, 7, True, False, DTYPES),
+    (0.3, 7, False, True, DTYPES),
+    (0.05, 3, True, True, [torch.float32]),
+    (0.0, 7, True, True, [torch.float32]),
+    (1.0, 7, True, False, [torch.float32]),
+]
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize(('case', 'dtype'), [(case[:4], dtype) for case in INTERP_CASES for dtype in case[4]])
+def test_sparse_interpolate(device, case, dtype):
+    from mmdet.ops.interpolation import interpolate_dense
+
+    density, ksize, sigma_tensor, extras = case
+    g = torch.Generator().manual_seed(4)
+    f = torch.randn(2, 20, 9, 11, generator=g).to(device, dtype)
+    mask = _mask((2, 1, 9, 11), density, device, seed=5)
+    sigma = torch.tensor(1.3, device=device)
+    bias = torch.randn(20, generator=g).to(device) if extras else None
+    residual = torch.randn(2, 20, 9, 11, generator=g).to(device, dtype) if extras else None
+    indices, count = _positions(mask)
+    rows = f.permute(0, 2, 3, 1).reshape(-1, 20)[indices.long()].contiguous()
+    out = _ops().sparse_interpolate(
+        rows,
+        indices,
+        count,
+        mask,
+        sigma if sigma_tensor else 1.3,
+        ksize,
+        bias=bias,
+        residual=residual,
+        relu=extras,
+    )
+    expected = interpolate_dense(f.float(), mask, sigma, ksize)
+    if extras:
+        expected = F.relu(expected + bias[:, None, None] + residual.float())
+    assert (
+        out.shape == f.shape and out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    )
+    _close(out, expected, dtype)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_sparse_interpolate_hand_computed(device):
+    """One active position with m = 0.8 on a 1x1x3x3 map, sigma = 1: the centre keeps 0.8 f, and a
+    neighbour with G > 0 reads f exactly (its numerator and denominator share the factor G m)."""
+    mask = torch.zeros(1, 1, 3, 3, device=device)
+    mask[0, 0, 1, 1] = 0.8
+    rows = torch.tensor([[5.0, -2.0]], device=device)
+    indices, count = (
+        torch.tensor([4], dtype=torch.int32, device=device),
+        torch.ones(1, dtype=torch.int32, device=device),
+    )
+    out = _ops().sparse_interpolate(rows, indices, count, mask, 1.0)
+    g1 = torch.exp(torch.tensor(-0.5)) / (2 * torch.pi)  # G at distance 1
+    corner = 5.0 * 0.8 * g1 / (0.8 * g1 + 1e-5)
+    g0 = 1 / (2 * torch.pi)  # G at distance 0
+    centre = 0.8 * 5.0 + 0.2 * 5.0 * 0.8 * g0 / (0.8 * g0 + 1e-5)
+    assert out[0, 0, 1, 1].item() == pytest.approx(centre, rel=1e-5)
+    assert out[0, 0, 0, 1].item() == pytest.approx(corner.item(), rel=1e-5)
+    assert out[0, 1, 2, 1].item() == pytest.approx(-corner.item() / 5.0 * 2.0, rel=1e-5)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_bad_inputs(device):
+    ops = _ops()
+    x = torch.randn(1, 4, 5, 5, device=device)
+    mask = _mask((1, 1, 5, 5), 0.5, device)
+    indices, count = _positions(mask)
+    with pytest.raises(ValueError, match=r'weight: expected \[Cout, 4, k, k\]'):
+        ops.sparse_conv(x, torch.randn(8, 3, 3, 3, device=device), indices, count, 1, 1, 1)
+    with pytest.raises(ValueError, match='indices: expected a 1-D int32 tensor'):
+        ops.sparse_conv(x, torch.randn(8, 4, 1, 1, device=device), indices.long(), count)
+    with pytest.raises(ValueError, match='offset: expected'):
+        ops.sparse_deform_conv(
+            x,
+            torch.zeros(25, 9, device=device),
+            torch.randn(8, 4, 3, 3, device=device),
+            indices,
+            count,
+            1,
+            1,
+            1,
+        )
+    with pytest.raises(ValueError, match='kernel_size: expected an odd positive int'):
+        ops.sparse_interpolate(torch.zeros(25, 4, device=device), indices, count, mask, 1.0, kernel_size=4)
+    with pytest.raises(ValueError, match=r'scale: expected a floating tensor of shape \(8,\)'):
+        ops.sparse_conv(
+            x, torch.randn(8, 4, 1, 1, device=device), indices, count, scale=torch.ones(4, device=device)
+        )

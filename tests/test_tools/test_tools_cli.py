@@ -1,0 +1,127 @@
+"""tools/train.py, tools/test.py, tools/publish_model.py and the torchrun scripts on the toy config."""
+
+import hashlib
+import importlib.util
+import os
+import pickle
+import socket
+import subprocess
+
+import pytest
+import torch
+from conftest import REPO, TOY_CONFIG
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def test_train_then_test_single_process(tmp_path, capsys):
+    work = tmp_path / 'work'
+    _tool('train').main(
+        [str(TOY_CONFIG), '--work-dir', str(work), '--seed', '3', '--validate', '--device', 'cpu',
+         '--cfg-options', 'total_epochs=1']
+    )  # fmt: skip
+    assert {'epoch_1.pth', 'latest.pth', 'toy_config.py'} <= set(os.listdir(work))
+    out = tmp_path / 'results.pkl'
+    _tool('test').main([str(TOY_CONFIG), str(work / 'latest.pth'), '--out', str(out), '--eval', 'bbox'])
+    results = pickle.loads(out.read_bytes())
+    assert [float(r[0][0, 0]) for r in results] == [0, 1, 2, 3, 4]
+    assert 'bbox_mAP: 1.0' in capsys.readouterr().out
+    assert not (tmp_path / 'results_density.json').exists()  # the toy backbone has no density
+
+
+def test_unknown_cfg_option_is_an_error(tmp_path):
+    train = _tool('train')
+    with pytest.raises(KeyError, match=r"optimizer has no key 'lrr'; did you mean 'optimizer.lr'"):
+        train.main([str(TOY_CONFIG), '--work-dir', str(tmp_path), '--cfg-options', 'optimizer.lrr=0.1'])
+    with pytest.raises(
+        KeyError, match=r"data.train has no key 'num_image'; did you mean 'data.train.num_images'"
+    ):
+        train.main([str(TOY_CONFIG), '--cfg-options', 'data.train.num_image=2'])
+    with pytest.raises(KeyError, match=r'log_config.hooks is a list of 2 items; .5. is not a valid index'):
+        train.main([str(TOY_CONFIG), '--cfg-options', 'log_config.hooks.5.type=X'])
+    assert not os.listdir(tmp_path)
+
+
+def test_cfg_options_merge_into_lists_and_nested_keys():
+    from mmdet.utils import load_config
+
+    options = {'lr_config.step': [1, 2], 'log_config.hooks.0.type': 'X', 'seed': 5, 'fp16.enabled': True}
+    cfg = load_config(str(TOY_CONFIG), options)
+    assert cfg.lr_config.step == [1, 2] and cfg.lr_config.warmup == 'linear'
+    assert cfg.log_config.hooks[0].type == 'X' and cfg.log_config.hooks[1].type == 'TensorboardLoggerHook'
+    assert cfg.seed == 5 and cfg.fp16 == dict(enabled=True)  # fp16 = None in the runtime base
+
+
+def test_missing_files_and_bad_launcher(tmp_path):
+    with pytest.raises(FileNotFoundError, match='config file .*nope.py.* does not exist'):
+        _tool('train').main([str(tmp_path / 'nope.py')])
+    with pytest.raises(FileNotFoundError, match='checkpoint .*missing.pth.* does not exist'):
+        _tool('test').main([str(TOY_CONFIG), str(tmp_path / 'missing.pth')])
+    for key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        os.environ.pop(key, None)
+    with pytest.raises(RuntimeError, match='needs the torchrun environment; RANK, LOCAL_RANK'):
+        _tool('train').main([str(TOY_CONFIG), '--launcher', 'pytorch', '--device', 'cpu'])
+
+
+def test_publish_model(tmp_path):
+    ckpt = tmp_path / 'in.pth'
+    torch.save(
+        dict(
+            meta=dict(epoch=3, CLASSES=['a'], rng_states=[dict(torch=torch.zeros(2))]),
+            state_dict=dict(w=torch.ones(2)),
+            optimizer=dict(state={}, param_groups=[]),
+        ),
+        ckpt,
+    )
+    final = _tool('publish_model').publish(str(ckpt), str(tmp_path / 'model.pth'))
+    data = open(final, 'rb').read()
+    assert os.path.basename(final) == f'model-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+    assert sorted(os.listdir(tmp_path)) == ['in.pth', os.path.basename(final)]
+    published = torch.load(final, weights_only=True)
+    assert set(published) == {'meta', 'state_dict'}
+    assert published['meta'] == dict(epoch=3, CLASSES=['a'])
+    assert torch.equal(published['state_dict']['w'], torch.ones(2))
+
+
+@pytest.mark.slow
+def test_two_process_gloo_train_and_test(tmp_path, tool_env):
+    work = tmp_path / 'work'
+    tool_env['PORT'] = _free_port()
+    common = ['--device', 'cpu', '--cfg-options', 'total_epochs=1']
+    train = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(TOY_CONFIG), '2',
+         '--work-dir', str(work), '--seed', '1', '--validate', *common],
+        env=tool_env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    log = next(work.glob('*.log')).read_text()
+    assert 'device cpu, 2 process(es)' in log
+    # 6 images, 2 per batch, 2 ranks: 2 iterations (DistributedGroupSampler pads to 8)
+    assert 'Epoch [1][2/2]' in log and 'val/bbox_mAP: 1.0000' in log
+    ckpt = torch.load(work / 'epoch_1.pth', weights_only=True)
+    assert len(ckpt['meta']['rng_states']) == 2
+
+    out = tmp_path / 'results.pkl'
+    tool_env['PORT'] = _free_port()
+    test = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(TOY_CONFIG), str(work / 'latest.pth'), '2',
+         '--out', str(out), '--eval', 'bbox', *common],
+        env=tool_env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
+    results = pickle.loads(out.read_bytes())
+    # 5 images over 2 ranks (rank 0: 0, 2, 4; rank 1: 1, 3, 0 padded), gathered in dataset order
+    assert [float(r[0][0, 0]) for r in results] == [0, 1, 2, 3, 4]
+    assert 'bbox_mAP: 1.0' in test.stdout
+    assert sorted(os.listdir(tmp_path)) == ['results.pkl', 'work']  # no scratch folders left behind

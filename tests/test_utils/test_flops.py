@@ -1,0 +1,133 @@
+"""The paper's GFLOPs counter: the dense table, hand-computed sparse terms, tools/get_flops.py."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmdet.models.backbones import SparseResNet
+from mmdet.utils.flops import (
+    backbone_gflops,
+    backbone_gflops_from_cfg,
+    dump_densities,
+    input_size,
+    load_densities,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DCN = (False, True, True, True)
+# feature-map areas at r = 1000 (992 x 1664) for strides 4, 8, 16, 32
+A4, A8, A16, A32 = 248 * 416, 124 * 208, 62 * 104, 31 * 52
+
+
+def test_input_size():
+    assert input_size(1000) == (992, 1664)
+    assert input_size(500) == (480, 832)
+
+
+@pytest.mark.parametrize('resolution, expected', [(500, 70.03), (600, 100.20), (800, 184.06), (1000, 289.47)])
+def test_dense_resnet101_dcn_matches_paper_table(resolution, expected):
+    assert round(backbone_gflops(101, resolution, dcn_stages=DCN), 2) == expected
+
+
+def test_sparse_at_full_density_adds_only_the_mask_convs():
+    mask_convs = 9 * (
+        (64 + 256 + 256) * 2 * A4
+        + 256 * (A4 + A8)
+        + 512 * 2 * A8 * 3
+        + 512 * (A8 + A16)
+        + 1024 * 2 * A16 * 22
+        + 1024 * (A16 + A32)
+        + 2048 * 2 * A32 * 2
+    )
+    dense = backbone_gflops(101, 1000, dcn_stages=DCN)
+    sparse = backbone_gflops(101, 1000, dcn_stages=DCN, sparse=True)
+    assert sparse - dense == pytest.approx(mask_convs / 1e9, rel=1e-9)
+
+
+def test_sparse_density_terms_by_hand():
+    full = [(1.0, 1.0)] * 33
+    base = backbone_gflops(101, 1000, full, DCN, sparse=True)
+
+    def with_block(index, pair):
+        densities = list(full)
+        densities[index] = pair
+        return backbone_gflops(101, 1000, densities, DCN, sparse=True)
+
+    # layer1.0 (Cin 64, P 64, stride 4): conv1 at d1, conv1_interpolate on P channels
+    expected = base - 64 * 64 * A4 * 0.5 / 1e9 + 49 * 64 * A4 * 0.25 / 1e9
+    assert with_block(0, (0.5, 1.0)) == pytest.approx(expected, rel=1e-12)
+    # layer1.0, d2 = 0.5: conv2 and conv3 halve, conv3_interpolate on 4P channels (no DCN in stage 1)
+    expected = base - (9 * 64 * 64 + 64 * 256) * A4 * 0.5 / 1e9 + 49 * 256 * A4 * 0.25 / 1e9
+    assert with_block(0, (1.0, 0.5)) == pytest.approx(expected, rel=1e-12)
+    # layer2.1 (Cin 512, P 128, stride 8, DCN): the offset conv (3x3, 512 -> 18) follows d2
+    expected = base - (9 * 128 * 128 + 128 * 512 + 9 * 512 * 18) * A8 * 0.75 / 1e9
+    expected += 49 * 512 * A8 * 0.25 * 0.75 / 1e9
+    assert with_block(4, (1.0, 0.25)) == pytest.approx(expected, rel=1e-12)
+    # all-zero densities leave stem, downsamples and mask convs
+    zero = backbone_gflops(101, 1000, [(0.0, 0.0)] * 33, DCN, sparse=True)
+    stem = 49 * 3 * 64 * 496 * 832
+    downsample = 64 * 256 * A4 + 256 * 512 * A8 + 512 * 1024 * A16 + 1024 * 2048 * A32
+    mask = backbone_gflops(101, 1000, dcn_stages=DCN, sparse=True) - backbone_gflops(101, 1000, dcn_stages=DCN)
+    assert zero == pytest.approx((stem + downsample) / 1e9 + mask, rel=1e-9)
+
+
+def test_basic_block_depth_and_bad_input():
+    # ResNet-18 at r = 1000 without DCN: stem + 3x3 convs + 3 downsamples
+    convs = 9 * 64 * 64 * A4 * 4 + 9 * (64 * 128 + 128 * 128 * 3) * A8
+    convs += 9 * (128 * 256 + 256 * 256 * 3) * A16 + 9 * (256 * 512 + 512 * 512 * 3) * A32
+    downsample = 64 * 128 * A8 + 128 * 256 * A16 + 256 * 512 * A32
+    expected = (49 * 3 * 64 * 496 * 832 + convs + downsample) / 1e9
+    assert backbone_gflops(18, 1000, dcn_stages=(False,) * 4) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match='expected 33'):
+        backbone_gflops(101, 1000, [(1, 1)] * 8, sparse=True)
+    with pytest.raises(ValueError, match=r'densities\[1\]'):
+        backbone_gflops(18, 1000, [(1, 1), (1.5, 1)] + [(1, 1)] * 6, sparse=True)
+    with pytest.raises(ValueError, match='sparse=True'):
+        backbone_gflops(18, 1000, [(1, 1)] * 8)
+    with pytest.raises(KeyError, match='depth'):
+        backbone_gflops(42, 1000)
+
+
+def test_measured_densities_of_a_tiny_model(tmp_path):
+    model = SparseResNet(18, sparse_loss_weight=0.1, base_channels=4).eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    densities = model.density.per_block()
+    path = tmp_path / 'densities.json'
+    dump_densities(densities, path)
+    assert json.loads(path.read_text())['densities'][0] == list(densities[0])
+    assert load_densities(path) == densities
+    cfg = dict(type='SparseResNet', depth=18, base_channels=4, sparse_loss_weight=0.1)
+    measured = backbone_gflops_from_cfg(cfg, 1000, densities)
+    full = backbone_gflops_from_cfg(cfg, 1000)
+    assert measured == backbone_gflops(18, 1000, densities, (False,) * 4, sparse=True, base_channels=4)
+    assert measured < full  # p = 0.95 at init: some positions are skipped
+    (tmp_path / 'bad.json').write_text('[[1, 1]]')
+    with pytest.raises(ValueError, match='densities'):
+        load_densities(tmp_path / 'bad.json')
+
+
+def _get_flops_main():
+    spec = importlib.util.spec_from_file_location('get_flops', REPO / 'tools' / 'get_flops.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_get_flops_tool(tmp_path, capsys):
+    main = _get_flops_main()
+    dense = REPO / 'configs' / 'resnet_101_faster_rcnn_res1000.py'
+    if not dense.exists():
+        pytest.skip('configs/resnet_101_faster_rcnn_res1000.py is not there')
+    assert round(main([str(dense)]), 2) == 289.47
+    assert '289.47 GFLOPs' in capsys.readouterr().out
+    assert round(main([str(dense), '--resolution', '600']), 2) == 100.20
+    path = tmp_path / 'densities.json'
+    dump_densities([(0.5, 0.25)] * 33, path)
+    sparse = REPO / 'configs' / 'sparse_resnet_101_faster_rcnn_sparse_loss_weight_0_1.py'
+    expected = backbone_gflops(101, 1000, [(0.5, 0.25)] * 33, DCN, sparse=True)
+    assert main([str(sparse), '--density-from', str(path)]) == pytest.approx(expected)
+    assert 'densities from' in capsys.readouterr().out
