@@ -1,6 +1,7 @@
 // CUDA: flags -> inclusive scan (at::cumsum, on the device) -> scatter; no host sync.
 // indices has B * H * W entries; those past count are 0.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -25,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor> active_positions_cuda(const at::Tensor& mask)
   const at::Tensor csum = m.gt(0).to(at::kInt).cumsum(0, at::kInt);
   const int threads = 256;
   const int64_t blocks = (total + threads - 1) / threads;
-  scatter_active_kernel<<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+  scatter_active_kernel<<<blocks, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
       m.data_ptr<float>(), csum.data_ptr<int32_t>(), total, indices.data_ptr<int32_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {indices, csum.narrow(0, total - 1, 1).clone()};

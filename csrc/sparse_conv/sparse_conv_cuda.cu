@@ -1,7 +1,8 @@
 // CUDA: one thread per patch element (row, tap, channel) gathers from the channels-last map
 // (rows past count are zero), then cuBLAS GEMM with the fused bias/ReLU epilogue. Works on all
 // N_max = indices.size(0) rows so that nothing waits for count on the host.
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -46,7 +47,7 @@ at::Tensor sparse_conv_cuda(const at::Tensor& x, const at::Tensor& weight, const
   const int threads = 256;
   const int64_t blocks = (n * row_len + threads - 1) / threads;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_cuda", [&] {
-    gather_patches_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+    gather_patches_kernel<scalar_t><<<blocks, threads, 0, c10::cuda::getCurrentCUDAStream()>>>(
         xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), count.data_ptr<int32_t>(), n, patches.data_ptr<scalar_t>(),
         channels, height, width, out_h, out_w, k, stride, padding, dilation);
   });

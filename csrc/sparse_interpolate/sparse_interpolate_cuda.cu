@@ -2,7 +2,8 @@
 // element (position, channel), channel fastest, walking the window of its position; no host
 // sync (sigma is read on the device).
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
@@ -57,7 +58,7 @@ at::Tensor sparse_interpolate_cuda(const at::Tensor& rows, const at::Tensor& ind
   c10::cuda::CUDAGuard guard(rows.device());
   const int64_t n = indices.size(0), channels = rows.size(1);
   const int64_t batch = mask.size(0), height = mask.size(2), width = mask.size(3), total = batch * height * width;
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   const int threads = 256;
   at::Tensor row_of = at::full({total}, -1, indices.options());
   if (n > 0) {

@@ -1,7 +1,7 @@
 """Checkpoints written atomically, and resuming a run from one.
 
 A checkpoint is a dict ``{'meta': ..., 'state_dict': ..., 'optimizer': ..., ['scaler': ...]}``.
-``meta`` holds ``epoch`` and ``iter`` (both counted as completed), ``config`` (its text),
+``meta`` holds ``epoch`` and ``iter`` (both counted as completed), ``seed``, ``config`` (its text),
 ``CLASSES``, ``mmdet_version``, ``time`` and ``rng_states`` (one ``get_rng_state()`` per rank).
 Every file is first written to a hidden temporary file in the same directory and then moved
 over the final name with ``os.replace``, so ``epoch_<n>.pth`` and ``latest.pth`` are always
@@ -51,6 +51,7 @@ def save_training_checkpoint(work_dir, model, optimizer, epoch, iteration, cfg, 
     meta = dict(
         epoch=epoch,
         iter=iteration,
+        seed=cfg.get('seed'),
         config=cfg.pretty_text,
         CLASSES=list(getattr(detector, 'CLASSES', None) or []),
         mmdet_version=mmdet.__version__,
@@ -68,7 +69,7 @@ def save_training_checkpoint(work_dir, model, optimizer, epoch, iteration, cfg, 
 
 
 def resume_training(filename, model, optimizer, scaler=None, logger=None):
-    """Load model, optimiser (lrs included), grad scaler and RNG state; return ``(epoch, iter)``.
+    """Load model, optimiser (lrs included), grad scaler and RNG state; return the checkpoint's meta.
 
     Restores this rank's RNG state (rank 0's when the world size changed), so the next
     iteration draws the same random numbers as the uninterrupted run.
@@ -86,4 +87,4 @@ def resume_training(filename, model, optimizer, scaler=None, logger=None):
     rank, world_size = get_dist_info()
     rng_states = meta['rng_states']
     set_rng_state(rng_states[rank] if len(rng_states) == world_size else rng_states[0])
-    return meta['epoch'], meta['iter']
+    return meta

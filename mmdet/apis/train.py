@@ -230,8 +230,14 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
     latest = os.path.join(cfg.work_dir, 'latest.pth')
     resume_from = latest if cfg.get('auto_resume') and os.path.isfile(latest) else cfg.get('resume_from')
     if resume_from:
-        start_epoch, iteration = resume_training(resume_from, model, optimizer, amp.scaler, logger)
+        meta = resume_training(resume_from, model, optimizer, amp.scaler, logger)
+        start_epoch, iteration = meta['epoch'], meta['iter']
         logger.info(f'resumed from {resume_from} at epoch {start_epoch}, iteration {iteration}')
+        if meta.get('seed') != cfg.get('seed'):
+            logger.warning(
+                f'resuming a run seeded {meta.get("seed")} with seed {cfg.get("seed")}: the data order '
+                'will differ from the uninterrupted run (pass the same --seed for an exact resume)'
+            )
     elif cfg.get('load_from'):
         load_checkpoint(unwrap(model), cfg.load_from, map_location='cpu', strict=False, logger=logger)
         logger.info(f'loaded weights from {cfg.load_from}')

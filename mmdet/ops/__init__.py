@@ -9,7 +9,7 @@ import importlib
 import warnings
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ext():
     """The compiled extension (its ops registered under ``torch.ops.sai_det``), or None."""
     try:

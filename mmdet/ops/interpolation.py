@@ -23,7 +23,9 @@ def gaussian_kernel(sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
     return sigma**2 / (2 * math.pi) * torch.exp(-(sigma**2) * dist2 / 2)
 
 
-def interpolate_dense(f: torch.Tensor, m: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7) -> torch.Tensor:
+def interpolate_dense(
+    f: torch.Tensor, m: torch.Tensor, sigma: torch.Tensor, kernel_size: int = 7
+) -> torch.Tensor:
     """f: Tensor[B, C, H, W], m: Tensor[B, 1, H, W] -> Tensor[B, C, H, W] (m * f + (1 - m) * recon)."""
     channels = f.shape[1]
     g = gaussian_kernel(sigma, kernel_size).to(f.dtype)[None, None]

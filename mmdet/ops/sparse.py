@@ -14,7 +14,7 @@ from . import sparse_reference as reference
 FLOAT_TYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _triton():
     try:
         return importlib.import_module('mmdet.ops.triton')
@@ -127,7 +127,9 @@ def sparse_interpolate(
     _check_positions(indices, count, rows.device)
     _check_mask(mask, rows.device)
     if indices.shape[0] != rows.shape[0]:
-        raise ValueError(f'rows must have one row per entry of indices ({indices.shape[0]}), got {rows.shape[0]}')
+        raise ValueError(
+            f'rows must have one row per entry of indices ({indices.shape[0]}), got {rows.shape[0]}'
+        )
     if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f'kernel_size must be a positive odd int, got {kernel_size!r}')
     sigma = torch.as_tensor(sigma, dtype=torch.float32, device=rows.device).detach()

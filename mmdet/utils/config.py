@@ -28,22 +28,21 @@ def merge_cfg_options(cfg, options):
     key whose value is ``None`` (``fp16 = None``) may be given sub-keys (``fp16.enabled=True``).
     """
     for full_key in options:
-        node = cfg._cfg_dict
+        node, container, key = cfg._cfg_dict, None, None
         parts = full_key.split('.')
         for depth, part in enumerate(parts):
             here = '.'.join(parts[:depth]) or 'the config'
-            if node is None and depth > 0:  # an empty optional section: takes any sub-keys
-                prev = parts[depth - 1]
-                parent[int(prev) if isinstance(parent, list) else prev] = ConfigDict()
+            if node is None and container is not None:  # an empty optional section: takes any sub-keys
+                container[key] = ConfigDict()
                 break
-            parent = node
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
                     raise KeyError(
                         f'--cfg-options {full_key!r}: {here} is a list of {len(node)} items; '
                         f'{part!r} is not a valid index'
                     )
-                node = node[int(part)]
+                container, key = node, int(part)
+                node = node[key]
             elif isinstance(node, dict):
                 if part not in node:
                     close = difflib.get_close_matches(part, [str(k) for k in node], n=3, cutoff=0.6)
@@ -52,7 +51,8 @@ def merge_cfg_options(cfg, options):
                         f'--cfg-options {full_key!r}: {here} has no key {part!r}'
                         + (hint if close else f' (its keys: {", ".join(sorted(map(str, node)))})')
                     )
-                node = node[part]
+                container, key = node, part
+                node = node[key]
             else:
                 raise KeyError(f'--cfg-options {full_key!r}: {here} is a {type(node).__name__}, not a dict')
     cfg.merge_from_dict(options)

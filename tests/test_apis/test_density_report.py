@@ -13,8 +13,14 @@ from mmdet.utils import backbone_gflops
 def _cfg(depth=50):
     return Config(
         dict(
-            model=dict(backbone=dict(type='SparseResNet', depth=depth, stage_with_dcn=(False, True, True, True))),
-            data=dict(test=dict(pipeline=[dict(type='LoadImageFromFile'), dict(type='Resize', img_scale=(833, 500))])),
+            model=dict(
+                backbone=dict(type='SparseResNet', depth=depth, stage_with_dcn=(False, True, True, True))
+            ),
+            data=dict(
+                test=dict(
+                    pipeline=[dict(type='LoadImageFromFile'), dict(type='Resize', img_scale=(833, 500))]
+                )
+            ),
         )
     )
 
@@ -26,7 +32,9 @@ def test_density_report_measures_densities_and_gflops():
     half = torch.zeros(1, 1, 4, 4)
     half[..., :2, :] = 1  # density 0.5
     for block in range(16):
-        model.backbone.density.update(block, torch.ones(2, 1, 4, 4), torch.cat([half, torch.zeros_like(half)]))
+        model.backbone.density.update(
+            block, torch.ones(2, 1, 4, 4), torch.cat([half, torch.zeros_like(half)])
+        )
     report = density_report(model, _cfg())
     assert report['densities'] == [[1.0, 0.25]] * 16  # mask2: mean of 0.5 and 0
     expected = backbone_gflops(50, 500, [(1.0, 0.25)] * 16, dcn_stages=(False, True, True, True), sparse=True)

@@ -96,3 +96,11 @@ def test_sampler_adds_gt_as_proposals():
     assert res.pos_gt_labels[order].tolist() == [4, 5, 5]
     assert torch.equal(res.pos_gt_bboxes[order], gt[[0, 1, 1]])
     assert res.neg_inds.numel() == 3
+
+
+def test_box_claimed_by_two_gts_goes_to_the_later_gt():
+    gts = torch.tensor([[0.0, 0, 9, 19], [0.0, 0, 9, 9]])
+    # box 0 is the best box of both gts (IoU 0.75 and 0.67); the later gt wins, as in v0.6's loop
+    bboxes = torch.tensor([[0.0, 0, 9, 14], [100.0, 100, 109, 109]])
+    res = _assigner(pos_iou_thr=0.9, neg_iou_thr=0.1).assign(bboxes, gts)
+    assert res.gt_inds.tolist() == [2, 0]

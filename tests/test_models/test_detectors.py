@@ -170,8 +170,12 @@ def test_bad_inputs_raise():
         det(**_batch())
 
 
+@pytest.mark.slow
 def test_training_loop_loss_falls():
-    det = _detector()
+    train_cfg = copy.deepcopy(BASE.train_cfg)
+    train_cfg['rpn_proposal'].update(nms_pre=300, nms_post=300, max_num=300)
+    train_cfg['rcnn']['sampler']['num'] = 64
+    det = _detector(train_cfg=train_cfg)
     det.train()
     batch = _batch()
     optimizer = torch.optim.SGD([p for p in det.parameters() if p.requires_grad], lr=0.02, momentum=0.9)

@@ -14,6 +14,14 @@ DCN = dict(
     stage_with_dcn=(False, True, True, True),
 )
 
+DEVICES = [
+    'cpu',
+    pytest.param(
+        'cuda',
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')],
+    ),
+]
+
 
 @pytest.fixture(autouse=True, scope='module')
 def single_thread():
@@ -26,6 +34,7 @@ def single_thread():
 
 def tiny(depth=18, **kwargs):
     kwargs.setdefault('sparse_loss_weight', 0.1)
+    kwargs.setdefault('execution', 'dense')  # sparse execution is tested against it explicitly
     return SparseResNet(depth, base_channels=4, **kwargs)
 
 
@@ -185,11 +194,13 @@ def test_gradient_reaches_mask_predictors_and_sigmas():
             assert grad is not None and grad.abs().sum() > 0, name
 
 
-def test_seeded_sampling_is_repeatable():
+@pytest.mark.parametrize('device', DEVICES)
+def test_seeded_sampling_is_repeatable(device):
     model = tiny(**DCN).eval()
     for block in model.sparse_blocks():
         set_probs(block, 0.5, 0.5)
-    img = torch.randn(1, 3, 32, 32)
+    model.to(device)
+    img = torch.randn(1, 3, 32, 32, device=device)
     runs = []
     for seed in (3, 3, 4):
         model.set_sampling_seed(seed)
@@ -295,3 +306,71 @@ def test_tiny_sparse_resnet_learns_to_sample_less():
         optimizer.step()
     after = eval_density()
     assert before > 0.9 and after < before - 0.3
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_sparse_execution_matches_dense_masked(device):
+    model = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False, **DCN)
+    with torch.no_grad():
+        for block in model.sparse_blocks():
+            set_probs(block, 0.5, 0.5, random_weights=True)
+            if block.with_dcn:
+                block.conv2_offset.weight.normal_(0, 0.1)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    model.eval().to(device)
+    img = torch.randn(2, 3, 64, 64, device=device)
+    outs, densities = {}, {}
+    for execution in ('dense', 'sparse'):
+        model.execution = execution
+        model.set_sampling_seed(0)
+        model.density.reset()
+        with torch.no_grad():
+            outs[execution] = model(img)
+        densities[execution] = model.density.per_block()
+    assert densities['dense'] == densities['sparse']
+    assert 0.1 < torch.tensor(densities['dense']).mean() < 0.9
+    for dense, sparse in zip(outs['dense'], outs['sparse']):
+        torch.testing.assert_close(sparse, dense, atol=5e-4 * dense.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_train_then_eval_step_on_device(device):
+    model = tiny(decay_alpha=0.5, **DCN).to(device).train()
+    img = torch.randn(2, 3, 32, 32, device=device)
+    model(img)
+    model.extra_losses()['sparse_loss'].backward()
+    assert model.layer2[0].conv2_mask.bias.grad.item() > 0
+    assert model.layer3[1].conv1_gumbel.cur_T.item() == 0.5
+    model.eval()
+    model.set_sampling_seed(1)
+    with torch.no_grad():
+        model(img)
+    densities = torch.tensor(model.density.per_block())
+    assert densities.shape == (8, 2) and torch.all((densities > 0.5) & (densities <= 1))
+    assert model.layer4[1].last_masks[1].device.type == device
+
+
+def test_caffe_style_masks_follow_the_strided_conv():
+    block = tiny(depth=50, style='caffe').layer3[0]  # stride 2 on conv1
+    assert block.conv1_mask.stride == (2, 2) and block.conv2_mask.stride == (2, 2)
+    mask1, mask2, _, _ = block.masks(torch.randn(1, 32, 8, 8))
+    assert mask1.shape == mask2.shape == (1, 1, 4, 4)
+    basic = tiny().layer2[0]  # BasicBlock: both masks at the block's output resolution
+    assert basic.conv1_mask.stride == basic.conv2_mask.stride == (2, 2)
+
+
+def test_imagenet_checkpoint_leaves_sampling_parameters_initialised(tmp_path):
+    dense = ResNet(18, base_channels=4)
+    with torch.no_grad():
+        dense.layer2[0].conv1.weight.fill_(0.5)
+    path = tmp_path / 'imagenet.pth'
+    torch.save({'state_dict': dense.state_dict()}, path)
+    model = tiny()
+    missing = model.init_weights(str(path))
+    assert torch.all(model.layer2[0].conv1.weight == 0.5)
+    assert 'layer2.0.conv1_mask.weight' in missing and 'layer4.1.conv2_sigma' in missing
+    assert not any(k.endswith(('conv1.weight', 'bn1.bias')) for k in missing)
+    assert torch.all(model.layer2[0].conv2_mask.bias == 3.0) and model.layer2[0].conv1_sigma.item() == 3.0

@@ -9,7 +9,10 @@ from conftest import REPO, TOY_CONFIG
 from test_tools_cli import _free_port
 from test_train_loop import _train
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device'),
+]
 
 
 def test_fp16_on_cuda_saves_and_resumes_the_grad_scaler(toy_cfg, logger):

@@ -70,7 +70,9 @@ def test_sparse_density_terms_by_hand():
     zero = backbone_gflops(101, 1000, [(0.0, 0.0)] * 33, DCN, sparse=True)
     stem = 49 * 3 * 64 * 496 * 832
     downsample = 64 * 256 * A4 + 256 * 512 * A8 + 512 * 1024 * A16 + 1024 * 2048 * A32
-    mask = backbone_gflops(101, 1000, dcn_stages=DCN, sparse=True) - backbone_gflops(101, 1000, dcn_stages=DCN)
+    mask = backbone_gflops(101, 1000, dcn_stages=DCN, sparse=True) - backbone_gflops(
+        101, 1000, dcn_stages=DCN
+    )
     assert zero == pytest.approx((stem + downsample) / 1e9 + mask, rel=1e-9)
 
 

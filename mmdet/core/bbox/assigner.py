@@ -53,7 +53,7 @@ class MaxIoUAssigner:
         gt_max_assign_all=True,
         ignore_iof_thr=-1,
     ):
-        if not isinstance(neg_iou_thr, float | tuple | list):
+        if not isinstance(neg_iou_thr, int | float | tuple | list):
             raise TypeError(f'MaxIoUAssigner: neg_iou_thr must be a float or (lo, hi), got {neg_iou_thr!r}')
         self.pos_iou_thr = pos_iou_thr
         self.neg_iou_thr = neg_iou_thr
@@ -83,23 +83,26 @@ class MaxIoUAssigner:
             labels = None if gt_labels is None else gt_inds.new_zeros(0)
             return AssignResult(num_gts, gt_inds, bboxes.new_zeros(0), labels)
         max_overlaps, argmax_overlaps = overlaps.max(dim=0)
-        if isinstance(self.neg_iou_thr, float):
-            gt_inds[(max_overlaps >= 0) & (max_overlaps < self.neg_iou_thr)] = 0
-        else:
+        if isinstance(self.neg_iou_thr, tuple | list):
             lo, hi = self.neg_iou_thr
             gt_inds[(max_overlaps >= lo) & (max_overlaps < hi)] = 0
+        else:
+            gt_inds[(max_overlaps >= 0) & (max_overlaps < self.neg_iou_thr)] = 0
         if num_gts:
             pos = max_overlaps >= self.pos_iou_thr
             gt_inds[pos] = argmax_overlaps[pos] + 1
             gt_max_overlaps, gt_argmax_overlaps = overlaps.max(dim=1)
-            for i in range(num_gts):
-                if gt_max_overlaps[i] >= self.min_pos_iou:
-                    if self.gt_max_assign_all:
-                        gt_inds[overlaps[i] == gt_max_overlaps[i]] = i + 1
-                    else:
-                        gt_inds[gt_argmax_overlaps[i]] = i + 1
-        else:
-            max_overlaps = max_overlaps.clamp(max=0)
+            if self.gt_max_assign_all:
+                claims = overlaps == gt_max_overlaps[:, None]
+            else:
+                claims = torch.zeros_like(overlaps, dtype=torch.bool)
+                claims[torch.arange(num_gts, device=claims.device), gt_argmax_overlaps] = True
+            claims &= (gt_max_overlaps >= self.min_pos_iou)[:, None]
+            # A box claimed by several gts goes to the last one (gts claim in order, later overwrite).
+            claimant = (
+                (claims * torch.arange(1, num_gts + 1, device=claims.device)[:, None]).max(dim=0).values
+            )
+            gt_inds = torch.where(claimant > 0, claimant, gt_inds)
         labels = None
         if gt_labels is not None:
             labels = gt_inds.new_zeros(num_bboxes)

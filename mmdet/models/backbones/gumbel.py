@@ -35,14 +35,15 @@ class GumbelSigmoid(nn.Module):
     def forward(self, p, generator=None):
         """p: Tensor[...] of probabilities -> soft mask Tensor[...] in [0, 1] (differentiable in p)."""
         temperature = self.cur_T if self.training else self.eval_T
-        logit_on = torch.log(p + EPS) + gumbel_noise(p.shape, p, generator)
-        logit_off = torch.log(1 - p + EPS) + gumbel_noise(p.shape, p, generator)
+        p32 = p.float()  # 1e-8 is below half precision's resolution
+        logit_on = torch.log(p32 + EPS) + gumbel_noise(p.shape, p32, generator)
+        logit_off = torch.log(1 - p32 + EPS) + gumbel_noise(p.shape, p32, generator)
         # the first component of a two-way softmax is the sigmoid of the difference
         soft = torch.sigmoid((logit_on - logit_off) / (temperature + EPS))
         if self.training:
             with torch.no_grad():
                 self.cur_T.mul_(self.decay_alpha)
-        return soft
+        return soft.to(p.dtype)
 
     def extra_repr(self):
         return f'cur_T={self.cur_T.item():.5f}, decay_alpha={self.decay_alpha}, eval_T={self.eval_T}'

@@ -42,9 +42,6 @@ class _ResBlock(nn.Module):
             nn.init.zeros_(self.conv2_offset.weight)
             nn.init.zeros_(self.conv2_offset.bias)
 
-    def last_norm(self):
-        raise NotImplementedError
-
     def run_conv2(self, x, out):
         """conv2 on ``out``; with DCN its offsets come from the block input ``x``."""
         if self.with_dcn:
@@ -55,6 +52,7 @@ class _ResBlock(nn.Module):
 class BasicBlock(_ResBlock):
     """3x3 (stride s) -> BN -> ReLU -> 3x3 -> BN -> + identity -> ReLU.
 
+    ``style`` only keeps the signature uniform: a BasicBlock always strides its first conv.
     x: Tensor[B, inplanes, H, W] -> Tensor[B, planes, H/s, W/s].
     """
 

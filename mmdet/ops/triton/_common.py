@@ -11,6 +11,11 @@ def interpreted() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
+def autotune_enabled() -> bool:
+    """False under the interpreter or with ``MMDET_TRITON_AUTOTUNE=0`` (each kernel then uses one tile)."""
+    return not interpreted() and os.environ.get('MMDET_TRITON_AUTOTUNE', '1') != '0'
+
+
 def check_device(name: str, tensor: torch.Tensor) -> None:
     """Triton kernels need CUDA tensors (CPU tensors only under the interpreter)."""
     if tensor.device.type != 'cuda' and not interpreted():

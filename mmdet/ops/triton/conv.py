@@ -13,18 +13,34 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import block_size, check_channel_vector, check_device, check_positions, interpreted
+from ._common import (
+    autotune_enabled,
+    block_size,
+    check_channel_vector,
+    check_device,
+    check_positions,
+)
 
 
 def _configs():
-    """Tile shapes tried by the autotuner on the GPU (one fixed tile under the interpreter)."""
-    if interpreted():
-        return [triton.Config({'BLOCK_M': 64, 'BLOCK_N': 32}, num_warps=4)]
-    shapes = [(64, 64, 4), (64, 128, 4), (128, 64, 4), (128, 128, 8)]
-    return [triton.Config({'BLOCK_M': m, 'BLOCK_N': n}, num_warps=w, num_stages=3) for m, n, w in shapes]
+    """Tiles (BLOCK_M rows, BLOCK_N output channels, warps) for the autotuner; the first alone when off."""
+    shapes = [(64, 64, 4), (64, 128, 4), (128, 64, 4), (128, 128, 8), (64, 32, 4), (128, 32, 4)]
+    configs = [triton.Config({'BLOCK_M': m, 'BLOCK_N': n}, num_warps=w, num_stages=3) for m, n, w in shapes]
+    return configs if autotune_enabled() else configs[:1]
 
 
-@triton.autotune(configs=_configs(), key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER'])
+def _prune(configs, named_args, **kwargs):
+    """Narrow tiles only for narrow outputs (the DCN offset conv has 18 channels), wide ones otherwise."""
+    narrow = named_args['Cout'] <= 32
+    kept = [c for c in configs if (c.kwargs['BLOCK_N'] == 32) == narrow]
+    return kept or configs
+
+
+@triton.autotune(
+    configs=_configs(),
+    key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER'],
+    prune_configs_by={'early_config_prune': _prune},
+)
 @triton.jit
 def _sparse_conv_kernel(
     x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, out_ptr,

@@ -1,10 +1,14 @@
 """Sparse Gaussian interpolation: dense output from features known only at the active positions.
 
 out = m * f + (1 - m) * sum_q G(q - p) m_q f_q / (sum_q G(q - p) m_q + 1e-5), then + bias,
-+ residual, ReLU (paper.md). One program computes a [BLOCK_P positions, BLOCK_C channels] tile
-of the channels-last output; for each of the k*k window taps it looks up the neighbour's row
-through a dense position -> row map (-1 where inactive) and accumulates in float32. The map is
-built by a scatter kernel whose programs past ``count`` return at once (no host sync).
++ residual, ReLU (paper.md). G(dy, dx) = g(dy) g(dx) with g(d) = sigma / sqrt(2 pi) *
+exp(-sigma^2 d^2 / 2) is separable, so two passes of k taps replace the k x k window:
+1. a scatter kernel builds the dense position -> row map (-1 where inactive); its programs
+   past ``count`` return at once, so nothing syncs with the host;
+2. the row pass gathers g(dx) m_q f_q through the map along x into a dense float32 buffer
+   [B*H*W, C] (and g(dx) m_q into a [B*H*W] one);
+3. the column pass sums those along y and applies the epilogue to a [BLOCK_P, BLOCK_C] tile of
+   the channels-last output. All sums are in float32.
 """
 
 import math
@@ -13,9 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_channel_vector, check_device, check_positions, interpreted
+from ._common import autotune_enabled, check_channel_vector, check_device, check_positions
 
-EPS = 1e-5
 SCATTER_BLOCK = 1024
 
 
@@ -30,17 +33,57 @@ def _row_map_kernel(idx_ptr, count_ptr, map_ptr, BLOCK: tl.constexpr):
 
 
 def _configs():
-    """Tile shapes tried by the autotuner on the GPU (one fixed tile under the interpreter)."""
-    if interpreted():
-        return [triton.Config({'BLOCK_P': 32, 'BLOCK_C': 32}, num_warps=4)]
-    shapes = [(32, 32, 4), (32, 64, 4), (64, 64, 4), (16, 128, 4)]
-    return [triton.Config({'BLOCK_P': p, 'BLOCK_C': c}, num_warps=w) for p, c, w in shapes]
+    """Tiles (BLOCK_P positions, BLOCK_C channels, warps) for the autotuner; the first alone when off."""
+    shapes = [(32, 64, 4), (64, 64, 4), (16, 128, 4), (128, 32, 4)]
+    configs = [triton.Config({'BLOCK_P': p, 'BLOCK_C': c}, num_warps=w) for p, c, w in shapes]
+    return configs if autotune_enabled() else configs[:1]
+
+
+@triton.jit
+def _gauss_1d(sigma_ptr, sigma_value, d, SIGMA_PTR: tl.constexpr):
+    """g(d) = sigma / sqrt(2 pi) * exp(-sigma^2 d^2 / 2) in float32 (sigma from memory or a scalar)."""
+    if SIGMA_PTR:
+        sigma = tl.load(sigma_ptr).to(tl.float32)
+    else:
+        sigma = sigma_value
+    return sigma * 0.3989422804014327 * tl.exp(-sigma * sigma * (d * d) / 2)
 
 
 @triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
 @triton.jit
-def _interpolate_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, bias_ptr, res_ptr, out_ptr,
+def _row_pass_kernel(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, tmp_ptr, tmp_m_ptr,
+    numel, H, W, C, smb, smh, smw,
+    KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    pos_ok = pos < numel
+    b = pos // (H * W)
+    y = (pos % (H * W)) // W
+    x = pos % W
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    chan_ok = chans < C
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc_m = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    for tap in tl.static_range(KSIZE):
+        dx = tap - KSIZE // 2
+        g = _gauss_1d(sigma_ptr, sigma_value, dx * 1.0, SIGMA_PTR)
+        ok = pos_ok & (x + dx >= 0) & (x + dx < W)
+        row = tl.load(map_ptr + pos + dx, mask=ok, other=-1)
+        gm = g * tl.load(mask_ptr + b * smb + y * smh + (x + dx) * smw, mask=ok, other=0).to(tl.float32)
+        f_ptrs = rows_ptr + row[:, None] * C + chans[None, :]
+        f = tl.load(f_ptrs, mask=(row >= 0)[:, None] & chan_ok[None, :], other=0)
+        acc += gm[:, None] * f.to(tl.float32)
+        acc_m += gm
+    tl.store(tmp_ptr + pos[:, None] * C + chans[None, :], acc, mask=pos_ok[:, None] & chan_ok[None, :])
+    if tl.program_id(1) == 0:
+        tl.store(tmp_m_ptr + pos, acc_m, mask=pos_ok)
+
+
+@triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
+@triton.jit
+def _column_pass_kernel(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, tmp_ptr, tmp_m_ptr, bias_ptr, res_ptr, out_ptr,
     numel, H, W, C, smb, smh, smw, srb, src, srh, srw,
     KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
     RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -52,31 +95,18 @@ def _interpolate_kernel(
     x = pos % W
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     chan_ok = chans < C
-    if SIGMA_PTR:
-        sigma = tl.load(sigma_ptr).to(tl.float32)
-    else:
-        sigma = sigma_value
-    s2 = sigma * sigma
-    norm = s2 / (2 * 3.141592653589793)
+    tile_ok = pos_ok[:, None] & chan_ok[None, :]
     num = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     den = tl.zeros((BLOCK_P,), dtype=tl.float32)
-    for tap in tl.static_range(KSIZE * KSIZE):
-        dy = tap // KSIZE - KSIZE // 2
-        dx = tap % KSIZE - KSIZE // 2
-        g = norm * tl.exp(-s2 * (dy * dy + dx * dx) / 2)
-        yy = y + dy
-        xx = x + dx
-        ok = pos_ok & (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
-        row = tl.load(map_ptr + pos + dy * W + dx, mask=ok, other=-1)
-        gm = g * tl.load(mask_ptr + b * smb + yy * smh + xx * smw, mask=ok, other=0).to(tl.float32)
-        f = tl.load(
-            rows_ptr + row[:, None] * C + chans[None, :], mask=(row >= 0)[:, None] & chan_ok[None, :], other=0
-        ).to(tl.float32)
-        num += gm[:, None] * f
-        den += gm
+    for tap in tl.static_range(KSIZE):
+        dy = tap - KSIZE // 2
+        g = _gauss_1d(sigma_ptr, sigma_value, dy * 1.0, SIGMA_PTR)
+        ok = pos_ok & (y + dy >= 0) & (y + dy < H)
+        t_ptrs = tmp_ptr + (pos + dy * W)[:, None] * C + chans[None, :]
+        num += g * tl.load(t_ptrs, mask=ok[:, None] & chan_ok[None, :], other=0)
+        den += g * tl.load(tmp_m_ptr + pos + dy * W, mask=ok, other=0)
     m = tl.load(mask_ptr + b * smb + y * smh + x * smw, mask=pos_ok, other=0).to(tl.float32)
     row = tl.load(map_ptr + pos, mask=pos_ok, other=-1)
-    tile_ok = pos_ok[:, None] & chan_ok[None, :]
     f = tl.load(
         rows_ptr + row[:, None] * C + chans[None, :], mask=(row >= 0)[:, None] & chan_ok[None, :], other=0
     )
@@ -143,23 +173,29 @@ def sparse_interpolate(
         return out
     row_map = torch.full((numel,), -1, dtype=torch.int32, device=rows.device)
     if indices.numel():
-        _row_map_kernel[(triton.cdiv(indices.numel(), SCATTER_BLOCK),)](
-            indices, count, row_map, BLOCK=SCATTER_BLOCK
-        )
+        grid_rows = (triton.cdiv(indices.numel(), SCATTER_BLOCK),)
+        _row_map_kernel[grid_rows](indices, count, row_map, BLOCK=SCATTER_BLOCK)
+    tmp = torch.empty((numel, channels), dtype=torch.float32, device=rows.device)
+    tmp_m = torch.empty(numel, dtype=torch.float32, device=rows.device)
 
     def grid(meta):
         return triton.cdiv(numel, meta['BLOCK_P']), triton.cdiv(channels, meta['BLOCK_C'])
 
-    rs = residual.stride() if residual is not None else (0, 0, 0, 0)
-    _interpolate_kernel[grid](
-        rows.contiguous(), row_map, mask,
-        sigma.reshape(1) if sigma_is_tensor else out,
-        0.0 if sigma_is_tensor else float(sigma),
+    rows = rows.contiguous()
+    sigma_ptr = sigma.reshape(1) if sigma_is_tensor else tmp_m
+    sigma_value = 0.0 if sigma_is_tensor else float(sigma)
+    mask_strides = (mask.stride(0), mask.stride(2), mask.stride(3))
+    _row_pass_kernel[grid](
+        rows, row_map, mask, sigma_ptr, sigma_value, tmp, tmp_m,
+        numel, height, width, channels, *mask_strides, KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor,
+    )  # fmt: skip
+    _column_pass_kernel[grid](
+        rows, row_map, mask, sigma_ptr, sigma_value, tmp, tmp_m,
         out if bias is None else bias.contiguous(),
         out if residual is None else residual,
         out,
-        numel, height, width, channels, mask.stride(0), mask.stride(2), mask.stride(3),
-        rs[0], rs[1], rs[2], rs[3],
+        numel, height, width, channels, *mask_strides,
+        *(residual.stride() if residual is not None else (0, 0, 0, 0)),
         KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         RELU=bool(relu),
     )  # fmt: skip

@@ -1,0 +1,35 @@
+# A thin ResNet-18-like Faster R-CNN (no DCN, no ImageNet weights) for the synthetic demo set
+# (generate it with python tools/make_demo_data.py): 300 iterations on 2 CPU cores take minutes.
+_base_ = [
+    '../_base_/models/faster_rcnn_r101_fpn.py',
+    '../_base_/datasets/demo_detection.py',
+    '../_base_/schedules/schedule_1x.py',
+    '../_base_/default_runtime.py',
+]
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='ResNet',
+        depth=18,
+        base_channels=16,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_eval=False,
+        style='pytorch',
+    ),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
+    rpn_head=dict(in_channels=32, feat_channels=32),
+    bbox_roi_extractor=dict(out_channels=32),
+    bbox_head=dict(in_channels=32, fc_out_channels=128, num_classes=5),
+)
+train_cfg = dict(
+    rpn_proposal=dict(nms_pre=500, nms_post=500, max_num=500),
+    rcnn=dict(sampler=dict(num=128)),
+)
+test_cfg = dict(rpn=dict(nms_pre=300, nms_post=300, max_num=300))
+optimizer = dict(lr=0.02)
+lr_config = dict(warmup_iters=50, step=[3])
+total_epochs = 4  # 75 iterations per epoch (300 images, 4 per batch)
+checkpoint_config = dict(interval=2)
+log_config = dict(interval=10, hooks=[dict(type='TextLoggerHook')])

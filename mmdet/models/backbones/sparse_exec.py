@@ -1,0 +1,95 @@
+"""Exact sparse execution of a SparseBottleneck in eval (paper.md "Exact sparse execution").
+
+conv1 (+ folded bn1 + ReLU) runs at mask1's active positions only, the sparse interpolation
+fills h1; conv2 (3x3 or deformable, its offsets from conv2_offset on the block input at the
+same positions) + bn2 + ReLU and conv3's linear part (bn3's scale folded) run at mask2's
+positions; the interpolation of conv3's rows with mask2 then adds bn3's bias, the identity
+and the ReLU in one epilogue. conv3 is 1x1 and the interpolation linear, so this equals the
+dense-masked block output, positions with no sampled neighbour included.
+
+On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
+densely (channels-last conv, then its rows are picked), which is faster there; see docs/ops.md
+for how the thresholds were measured. Deformable convolutions always run sparse.
+"""
+
+import torch
+
+from mmdet.ops import sparse_reference
+from mmdet.ops.sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
+
+# Mask density above which a plain conv runs densely on the CPU, by kernel size.
+DENSE_FALLBACK_DENSITY = {1: 0.9, 3: 0.6}
+
+
+def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval BatchNorm (after a conv with optional bias [C]) as (scale [C], bias [C]).
+
+    scale = gamma / sqrt(running_var + eps), bias = beta + (conv_bias - running_mean) * scale.
+    """
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = -bn.running_mean if conv_bias is None else conv_bias - bn.running_mean
+    return scale, bn.bias + shift * scale
+
+
+def _geometry(conv, name: str) -> tuple[int, int, int]:
+    """(stride, padding, dilation) of a square conv (nn.Conv2d or DeformConv2d)."""
+    params = [tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation)]
+    if any(p[0] != p[1] for p in params) or getattr(conv, 'groups', 1) != 1:
+        raise ValueError(
+            f'sparse execution needs {name} with equal y/x stride, padding, dilation and no groups'
+        )
+    return params[0][0], params[1][0], params[2][0]
+
+
+def _conv_impl(count: torch.Tensor, mask: torch.Tensor, kernel_size: int):
+    """sparse_conv, or its dense reference where that is faster (CPU, dense enough masks)."""
+    threshold = DENSE_FALLBACK_DENSITY.get(kernel_size)
+    if mask.is_cuda or threshold is None:
+        return sparse_conv
+    return sparse_reference.sparse_conv if count.item() > threshold * mask.numel() else sparse_conv
+
+
+def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
+    """Rows [N, Cout] of relu(scale * conv(x) + bias) at the active positions of mask."""
+    impl = _conv_impl(count, mask, conv.weight.shape[-1])
+    return impl(x, conv.weight, indices, count, *_geometry(conv, name), scale, bias, relu)
+
+
+@torch.no_grad()
+def sparse_bottleneck_forward(
+    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor
+) -> torch.Tensor:
+    """The eval output of a SparseBottleneck, computed at the sampled positions only.
+
+    x: Tensor[B, inplanes, H, W]; mask1: Tensor[B, 1, h1, w1] on conv1's output grid; mask2:
+    Tensor[B, 1, h2, w2] on conv2's output grid (soft * binary eval masks, grid prior
+    included). Returns Tensor[B, 4 * planes, h2, w2] (channels-last), equal to the
+    dense-masked block output for these masks.
+    """
+    if block.training:
+        raise RuntimeError('sparse_bottleneck_forward runs in eval only (block.training is True)')
+    if block.conv3.kernel_size != (1, 1) or block.conv3.stride != (1, 1):
+        raise ValueError(f'sparse execution needs a 1x1 stride-1 conv3, got {block.conv3}')
+    idx1, cnt1 = active_positions(mask1)
+    scale1, bias1 = fold_bn(block.bn1, block.conv1.bias)
+    rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
+    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, block.conv1_sigma)
+
+    idx2, cnt2 = active_positions(mask2)
+    scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
+    if block.with_dcn:
+        offset = _conv_rows(
+            block.conv2_offset, 'conv2_offset', x, idx2, cnt2, mask2, None, block.conv2_offset.bias, False
+        )
+        geometry = _geometry(block.conv2, 'conv2')
+        rows2 = sparse_deform_conv(h1, offset, block.conv2.weight, idx2, cnt2, *geometry, scale2, bias2, True)
+    else:
+        rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
+
+    scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
+    weight3 = block.conv3.weight.flatten(1) * scale3[:, None]  # [4P, P]
+    rows3 = torch.mm(rows2, weight3.to(rows2.dtype).t())
+    identity = x if block.downsample is None else block.downsample(x)
+    return sparse_interpolate(
+        rows3, idx2, cnt2, mask2, block.conv2_sigma, bias=bias3, residual=identity, relu=True
+    )

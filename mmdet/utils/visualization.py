@@ -1,0 +1,125 @@
+"""Drawing helpers for sampling masks and density heat-maps (tools/visualize_masks.py, docs pictures).
+
+Images here are RGB ``uint8`` arrays ``[H, W, 3]``; masks are arrays ``[h, w]`` on a block's
+feature grid (a position counts as sampled where the mask is > 0). Detection boxes are drawn
+by ``mmdet.apis.show_result``.
+"""
+
+import cv2
+import matplotlib
+import numpy as np
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+SAMPLED_COLOR = (255, 48, 32)  # RGB tint of sampled positions
+GAP = 4  # white pixels between the panels of a grid
+HEADER = 20  # pixels of the label strip above each panel
+
+
+def fit_image(img, size):
+    """``img`` (uint8 ``[h, w, 3]``) resized (cv2 INTER_AREA) so its longer side is ``size`` pixels."""
+    h, w = img.shape[:2]
+    scale = size / max(h, w)
+    out_w, out_h = max(1, round(w * scale)), max(1, round(h * scale))
+    return np.ascontiguousarray(cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA))
+
+
+def mask_to_image(mask, img_shape, pad_shape, out_size):
+    """A block's mask on the padded input's grid -> the same mask over the (unpadded) image.
+
+    mask: array ``[h, w]`` covering the padded network input ``pad_shape`` (h, w, ...) at
+    stride ``pad_h / h``; only its part covering the resized image ``img_shape`` is kept
+    (``ceil(img_h * h / pad_h)`` rows, likewise columns) and resized, nearest neighbour, to
+    ``out_size`` (H, W). Returns a float32 array ``[H, W]``.
+    """
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.ndim != 2:
+        raise ValueError(f'mask_to_image: mask must be an [h, w] array, got shape {mask.shape}')
+    rows = int(np.ceil(img_shape[0] * mask.shape[0] / pad_shape[0]))
+    cols = int(np.ceil(img_shape[1] * mask.shape[1] / pad_shape[1]))
+    mask = mask[:rows, :cols]
+    out_h, out_w = out_size
+    ys = ((np.arange(out_h) + 0.5) * rows / out_h).astype(np.int64)
+    xs = ((np.arange(out_w) + 0.5) * cols / out_w).astype(np.int64)
+    return mask[ys[:, None], xs[None, :]]
+
+
+def overlay_mask(img, mask, color=SAMPLED_COLOR, alpha=0.5, dim=0.35):
+    """Sampled positions tinted, the others darkened.
+
+    img: RGB uint8 ``[H, W, 3]``; mask: ``[H, W]`` (sampled where > 0). Returns RGB uint8
+    ``[H, W, 3]``: ``(1 - alpha) * img + alpha * color`` where sampled, ``dim * img`` elsewhere
+    (rounded to the nearest integer).
+    """
+    if img.shape[:2] != mask.shape:
+        raise ValueError(f'overlay_mask: image {img.shape[:2]} and mask {mask.shape} differ in size')
+    img = img.astype(np.float32)
+    tinted = (1 - alpha) * img + alpha * np.asarray(color, dtype=np.float32)
+    out = np.where((mask > 0)[..., None], tinted, dim * img)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def panel_origin(row, col, panel_shape):
+    """(y, x) of the top-left pixel of panel (row, col) in ``compose_grid``'s picture."""
+    h, w = panel_shape[:2]
+    return row * (HEADER + h + GAP) + HEADER, col * (w + GAP)
+
+
+def compose_grid(panels, labels):
+    """Lay equally sized RGB panels out in a grid, each under a one-line label.
+
+    panels, labels: lists of rows (``panels[r][c]`` uint8 ``[H, W, 3]``, ``labels[r][c]`` str).
+    Returns RGB uint8 ``[rows * (HEADER + H + GAP) - GAP, cols * (W + GAP) - GAP, 3]`` on
+    white; panel (r, c) starts at ``panel_origin(r, c, (H, W))``.
+    """
+    h, w = panels[0][0].shape[:2]
+    rows, cols = len(panels), len(panels[0])
+    canvas = np.full((rows * (HEADER + h + GAP) - GAP, cols * (w + GAP) - GAP, 3), 255, np.uint8)
+    for r in range(rows):
+        if len(panels[r]) != cols or len(labels[r]) != cols:
+            raise ValueError(f'compose_grid: row {r} has {len(panels[r])} panels, expected {cols}')
+        for c in range(cols):
+            if panels[r][c].shape != (h, w, 3):
+                raise ValueError(
+                    f'compose_grid: panel ({r}, {c}) is {panels[r][c].shape}, expected {(h, w, 3)}'
+                )
+            y, x = panel_origin(r, c, (h, w))
+            canvas[y : y + h, x : x + w] = panels[r][c]
+            scale = min(0.45, 0.9 * w / max(1, 9 * len(labels[r][c])))  # ~9 px per char at scale 0.45
+            cv2.putText(canvas, labels[r][c], (x + 2, y - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1)
+    return canvas
+
+
+def save_rgb(path, img):
+    """Write an RGB uint8 array as a PNG (raises OSError when it cannot)."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+        raise OSError(f'could not write {path}')
+
+
+def save_density_heatmap(path, img, heat, title):
+    """Plot ``heat`` (``[H, W]`` in [0, 1], the fraction of masks sampling each position) over ``img``."""
+    fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / img.shape[1] + 0.6))
+    ax.imshow(img)
+    shown = ax.imshow(heat, cmap='inferno', vmin=0, vmax=1, alpha=0.6)
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label='fraction of masks sampling the position')
+    ax.set_title(title, fontsize=10)
+    ax.axis('off')
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)
+
+
+def save_density_bars(path, block_names, densities, title):
+    """Bar chart of per-block densities: ``densities[i] = (d1, d2)`` of ``block_names[i]``."""
+    d = np.asarray(densities, dtype=np.float64).reshape(len(block_names), 2)
+    x = np.arange(len(block_names))
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(block_names) + 2), 3.5))
+    ax.bar(x - 0.2, d[:, 0], 0.4, label='mask1 (conv1)')
+    ax.bar(x + 0.2, d[:, 1], 0.4, label='mask2 (conv2, conv3)')
+    ax.set_xticks(x, block_names, rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel('density')
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    plt.close(fig)

@@ -1,0 +1,101 @@
+"""sparse_bottleneck_forward against the dense-masked SparseBottleneck (same masks)."""
+
+import pytest
+import torch
+import torch.nn as nn
+from op_helpers import assert_close, make_mask
+
+from mmdet.models.backbones import SparseBottleneck, sparse_exec
+from mmdet.models.backbones.sparse_exec import fold_bn, sparse_bottleneck_forward
+
+
+def _block(inplanes, planes, stride, with_dcn, gen):
+    downsample = None
+    if stride != 1 or inplanes != planes * 4:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
+        )
+    block = SparseBottleneck(inplanes, planes, stride, downsample, with_dcn=with_dcn)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+        block.conv1_sigma.fill_(1.2)
+        block.conv2_sigma.fill_(0.9)
+    return block.eval()
+
+
+def _dense_masked(block, x, mask1, mask2):
+    """The block's own eval forward (execution='dense') with the masks replaced by ours."""
+    block.masks = lambda x, generator=None: (mask1, mask2, mask1, mask2)
+    try:
+        with torch.no_grad():
+            return block(x, execution='dense')
+    finally:
+        del block.masks
+
+
+@pytest.mark.parametrize('with_dcn', [False, True])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('kind', ['random', 'empty', 'full', 'border'])
+def test_sparse_block_equals_dense_masked(with_dcn, stride, kind):
+    gen = torch.Generator().manual_seed(10 + stride)
+    block = _block(16, 4, stride, with_dcn, gen)
+    x = torch.randn(2, 16, 11, 13, generator=gen).relu()
+    mask1 = make_mask(kind, 2, 11, 13, gen)
+    mask2 = make_mask(
+        'random' if kind == 'full' else kind, 2, (11 - 1) // stride + 1, (13 - 1) // stride + 1, gen
+    )
+    expected = _dense_masked(block, x, mask1, mask2)
+    out = sparse_bottleneck_forward(block, x, mask1, mask2)
+    assert out.shape == expected.shape == (2, 16, mask2.shape[2], mask2.shape[3])
+    assert_close(out, expected, torch.float32)
+
+
+def test_sparse_block_identity_and_channels_last_input():
+    gen = torch.Generator().manual_seed(3)
+    block = _block(16, 4, 1, False, gen)  # no downsample: identity is x
+    x = torch.randn(1, 16, 9, 9, generator=gen).contiguous(memory_format=torch.channels_last)
+    mask1, mask2 = make_mask('random', 1, 9, 9, gen), make_mask('random', 1, 9, 9, gen)
+    assert_close(
+        sparse_bottleneck_forward(block, x, mask1, mask2),
+        _dense_masked(block, x, mask1, mask2),
+        torch.float32,
+    )
+
+
+def test_dense_fallback_gives_the_same_result(monkeypatch):
+    gen = torch.Generator().manual_seed(4)
+    block = _block(8, 2, 2, False, gen)
+    x = torch.randn(1, 8, 10, 10, generator=gen)
+    mask1, mask2 = make_mask('full', 1, 10, 10, gen), make_mask('random', 1, 5, 5, gen)
+    expected = _dense_masked(block, x, mask1, mask2)
+    monkeypatch.setattr(sparse_exec, 'DENSE_FALLBACK_DENSITY', {1: 0.0, 3: 0.0})  # always dense
+    assert_close(sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
+
+
+def test_fold_bn_matches_eval_batchnorm():
+    gen = torch.Generator().manual_seed(5)
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(3, generator=gen))
+        bn.bias.copy_(torch.randn(3, generator=gen))
+        bn.running_mean.copy_(torch.randn(3, generator=gen))
+        bn.running_var.copy_(torch.rand(3, generator=gen) + 0.1)
+    y = torch.randn(2, 3, 4, 4, generator=gen)
+    conv_bias = torch.randn(3, generator=gen)
+    scale, bias = fold_bn(bn, conv_bias)
+    with torch.no_grad():
+        expected = bn(y + conv_bias[:, None, None])
+    assert torch.allclose(y * scale[:, None, None] + bias[:, None, None], expected, atol=1e-5)
+
+
+def test_training_block_is_refused():
+    gen = torch.Generator().manual_seed(6)
+    block = _block(16, 4, 1, False, gen).train()
+    mask = make_mask('random', 1, 5, 5, gen)
+    with pytest.raises(RuntimeError, match='eval only'):
+        sparse_bottleneck_forward(block, torch.randn(1, 16, 5, 5), mask, mask)

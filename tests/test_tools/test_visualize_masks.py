@@ -1,0 +1,168 @@
+"""tools/visualize_masks.py on a tiny random SparseResNet-50 detector, and its drawing helpers."""
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mmdet.models import build_detector
+from mmdet.utils import load_config
+from mmdet.utils.visualization import compose_grid, fit_image, mask_to_image, overlay_mask, panel_origin
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location('tool_visualize_masks', REPO / 'tools' / 'visualize_masks.py')
+visualize_masks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(visualize_masks)
+
+TINY_CONFIG = f"""
+_base_ = ['{REPO}/configs/_base_/models/faster_rcnn_r101_fpn.py',
+          '{REPO}/configs/_base_/datasets/demo_detection.py']
+model = dict(
+    pretrained=None,
+    backbone=dict(type='SparseResNet', depth=50, base_channels=4, dcn=None,
+                  stage_with_dcn=(False, False, False, False), sparse_loss_weight=0.1,
+                  grid_prior_interval=3),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=8),
+    rpn_head=dict(in_channels=8, feat_channels=8),
+    bbox_roi_extractor=dict(out_channels=8),
+    bbox_head=dict(in_channels=8, fc_out_channels=16, num_classes=5),
+)
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', img_scale=(96, 64), keep_ratio=True),
+    dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
+    dict(type='Pad', size_divisor=32),
+    dict(type='Collect', keys=['img']),
+]
+data = dict(test=dict(pipeline=test_pipeline))
+"""
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """(config path, checkpoint path, image path) of a random detector whose p vary around 0.5."""
+    root = tmp_path_factory.mktemp('tiny')
+    config = root / 'tiny_sparse.py'
+    config.write_text(TINY_CONFIG)
+    cfg = load_config(str(config))
+    torch.manual_seed(0)
+    model = build_detector(cfg.model, train_cfg=None, test_cfg=cfg.test_cfg)
+    for block in model.backbone.sparse_blocks():
+        for conv in (block.conv1_mask, block.conv2_mask):
+            torch.nn.init.normal_(conv.weight, std=0.3)
+            torch.nn.init.zeros_(conv.bias)
+    checkpoint = root / 'tiny.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    rng = np.random.default_rng(0)
+    image = root / 'image.png'
+    img = cv2.resize(
+        rng.integers(0, 256, (6, 9, 3), dtype=np.uint8), (90, 60), interpolation=cv2.INTER_LINEAR
+    )
+    cv2.imwrite(str(image), img)
+    return config, checkpoint, image
+
+
+@pytest.fixture(scope='module')
+def drawn(tiny, tmp_path_factory):
+    config, checkpoint, image = tiny
+    out = tmp_path_factory.mktemp('masks')
+    visualize_masks.main(
+        [str(image), str(config), str(checkpoint), '--out-dir', str(out), '--blocks', 'layer2.0', 'layer3.1']
+    )
+    return out, image
+
+
+def test_writes_the_expected_pictures(drawn):
+    out, _ = drawn
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        'block_densities.png',
+        'density_heatmap.png',
+        'detections.png',
+        'layer2.0_masks.png',
+        'layer3.1_masks.png',
+        'masks.npz',
+    ]
+    for name in names[:-1]:
+        img = cv2.imread(str(out / name))
+        assert img is not None and img.std() > 5, f'{name} is empty or blank'
+
+
+def test_deterministic_masks_threshold_p_and_stochastic_masks_differ(drawn):
+    out, _ = drawn
+    data = np.load(out / 'masks.npz')
+    blocks = sorted({key.split('/')[1] for key in data.files if '/' in key})
+    assert len(blocks) == 16  # ResNet-50: 3 + 4 + 6 + 3
+    for name in blocks:
+        for i in ('1', '2'):
+            p, mask = data[f'deterministic/{name}/p{i}'], data[f'deterministic/{name}/mask{i}']
+            expected = p >= 0.5
+            expected[::3, ::3] = True  # grid_prior_interval=3
+            np.testing.assert_array_equal(mask, expected.astype(np.float32))
+    stochastic = np.concatenate([data[f'stochastic/{n}/mask2'].ravel() > 0 for n in blocks])
+    deterministic = np.concatenate([data[f'deterministic/{n}/mask2'].ravel() > 0 for n in blocks])
+    assert 0.1 < stochastic.mean() < 0.9 and (stochastic != deterministic).any()
+
+
+def test_mask_picture_panels_are_the_overlaid_masks(drawn):
+    """Each panel of layer2.0_masks.png is exactly overlay_mask(image, that mask over the image)."""
+    out, image = drawn
+    data = np.load(out / 'masks.npz')
+    img = fit_image(np.ascontiguousarray(cv2.imread(str(image))[..., ::-1]), 480)
+    picture = cv2.imread(str(out / 'layer2.0_masks.png'))[..., ::-1]
+    h, w = img.shape[:2]
+    for r, key in enumerate(('mask1', 'mask2')):
+        for c, mode in enumerate(visualize_masks.MODES):
+            mask = mask_to_image(data[f'{mode}/layer2.0/{key}'], data['img_shape'], data['pad_shape'], (h, w))
+            y, x = panel_origin(r, c, (h, w))
+            np.testing.assert_array_equal(picture[y : y + h, x : x + w], overlay_mask(img, mask))
+
+
+def test_unknown_block_and_dense_backbone_are_refused(tiny, tmp_path):
+    config, checkpoint, image = tiny
+    with pytest.raises(ValueError, match='--blocks: unknown block'):
+        visualize_masks.main(
+            [str(image), str(config), str(checkpoint), '--out-dir', str(tmp_path), '--blocks', 'layer9.0']
+        )
+    dense = tmp_path / 'dense.py'
+    dense.write_text(
+        f"_base_ = ['{config}']\nmodel = dict(backbone=dict(_delete_=True, type='ResNet', depth=50))\n"
+    )
+    with pytest.raises(ValueError, match='must be SparseResNet'):
+        visualize_masks.main([str(image), str(dense), str(checkpoint), '--out-dir', str(tmp_path)])
+
+
+def test_mask_to_image_crops_the_padding_and_upsamples_nearest():
+    # a 2 x 3 grid over a 64 x 96 padded input whose image part is 40 x 70 (stride 32):
+    # ceil(40 / 32) = 2 rows and ceil(70 / 32) = 3 columns are kept
+    mask = np.array([[1, 0, 1], [0, 1, 0]], dtype=np.float32)
+    got = mask_to_image(mask, (40, 70, 3), (64, 96, 3), (4, 6))
+    np.testing.assert_array_equal(got, np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1))
+    # a 4 x 4 grid over a 64 x 64 input whose image is 20 x 64: ceil(20 * 4 / 64) = 2 rows kept
+    got = mask_to_image(np.arange(16, dtype=np.float32).reshape(4, 4), (20, 64, 3), (64, 64, 3), (2, 4))
+    np.testing.assert_array_equal(got, [[0, 1, 2, 3], [4, 5, 6, 7]])
+
+
+def test_overlay_mask_by_hand():
+    img = np.full((2, 2, 3), 100, np.uint8)
+    got = overlay_mask(img, np.array([[1.0, 0.0], [0.0, 0.7]]), color=(200, 0, 50), alpha=0.5, dim=0.3)
+    np.testing.assert_array_equal(got[0, 0], [150, 50, 75])
+    np.testing.assert_array_equal(got[1, 1], [150, 50, 75])
+    np.testing.assert_array_equal(got[0, 1], [30, 30, 30])
+    with pytest.raises(ValueError, match='differ in size'):
+        overlay_mask(img, np.ones((3, 2)))
+
+
+def test_compose_grid_layout_and_fit_image():
+    panels = [[np.full((5, 7, 3), 10 * (2 * r + c), np.uint8) for c in range(2)] for r in range(2)]
+    grid = compose_grid(panels, [['a', 'b'], ['c', 'd']])
+    y, x = panel_origin(1, 1, (5, 7))
+    assert grid.shape[:2] == (y + 5, x + 7)
+    assert (grid[y : y + 5, x : x + 7] == 30).all()
+    with pytest.raises(ValueError, match=r'panel \(0, 1\)'):
+        compose_grid([[panels[0][0], np.zeros((4, 7, 3), np.uint8)]], [['a', 'b']])
+    assert fit_image(np.zeros((1000, 500, 3), np.uint8), 400).shape == (400, 200, 3)
+    assert fit_image(np.zeros((60, 90, 3), np.uint8), 400).shape == (267, 400, 3)

@@ -1,0 +1,193 @@
+"""Draw a SparseResNet detector's sampling masks on one image.
+
+    python tools/visualize_masks.py IMAGE CONFIG CHECKPOINT --out-dir DIR \
+        [--blocks layer2.0 layer3.5 ...] [--seed 0] [--device cpu] [--size 480]
+
+The image goes through the config's test pipeline and the whole detector, once with
+deterministic sampling (p >= 0.5, the paper's ablation) and once with stochastic sampling
+(Gumbel noise, seeded). Writes to DIR:
+  <block>_masks.png    per chosen block: mask1 / mask2 (rows) x deterministic / stochastic
+                       (columns) over the image; sampled positions tinted, the rest darkened
+  density_heatmap.png  stochastic run: the fraction of all blocks' masks sampling each position
+  block_densities.png  stochastic run: per-block densities of mask1 and mask2
+  detections.png       stochastic run: the detections (mmdet.apis.show_result)
+  masks.npz            the data behind the pictures: for every block and mode the masks and
+                       probabilities on the feature grid (``{mode}/{block}/{mask1,mask2,p1,p2}``),
+                       plus ``img_shape`` and ``pad_shape``
+"""
+
+import argparse
+import copy
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mmdet.apis import init_detector, show_result  # noqa: E402
+from mmdet.apis.inference import LoadImage  # noqa: E402
+from mmdet.apis.test import measured_gflops, to_device  # noqa: E402
+from mmdet.datasets.collate import collate  # noqa: E402
+from mmdet.datasets.image_io import read_image  # noqa: E402
+from mmdet.datasets.pipelines import Compose  # noqa: E402
+from mmdet.utils import load_config  # noqa: E402
+from mmdet.utils.visualization import (  # noqa: E402
+    compose_grid,
+    fit_image,
+    mask_to_image,
+    overlay_mask,
+    save_density_bars,
+    save_density_heatmap,
+    save_rgb,
+)
+
+MODES = ('deterministic', 'stochastic')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Draw the sampling masks of a SparseResNet detector')
+    parser.add_argument('image', help='image file')
+    parser.add_argument('config', help='config file (model.backbone.type must be SparseResNet)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out-dir', required=True, help='folder for the pictures')
+    parser.add_argument(
+        '--blocks',
+        nargs='+',
+        help='blocks to draw, e.g. layer2.0 layer3.5 (default: the first of each stage)',
+    )
+    parser.add_argument('--seed', type=int, default=0, help='seed of the stochastic sampling (default 0)')
+    parser.add_argument('--device', default='cpu', help='torch device (default cpu)')
+    parser.add_argument(
+        '--size', type=int, default=480, help='longer side of each drawn image (px, default 480)'
+    )
+    parser.add_argument('--score-thr', type=float, default=0.3, help='score threshold of detections.png')
+    return parser.parse_args(argv)
+
+
+def sparse_blocks(backbone):
+    """{name: block} of every sampling block, in network order ('layer1.0', ...)."""
+    if not hasattr(backbone, 'sparse_blocks'):
+        raise ValueError(f'model.backbone is a {type(backbone).__name__}; masks need a SparseResNet')
+    return {
+        f'{layer}.{i}': block
+        for layer in backbone.layer_names
+        for i, block in enumerate(getattr(backbone, layer))
+    }
+
+
+def run_with_masks(model, data, seed):
+    """One detector forward on a collated batch of one image, capturing every block's masks.
+
+    Returns (detections, {block: dict(mask1, mask2, p1, p2)}), arrays ``[h, w]`` on the block's
+    grids: the eval masks (``block.last_masks``) and p = sigmoid of the mask convs' outputs.
+    """
+    blocks = sparse_blocks(model.backbone)
+    probs, handles = {}, []
+    for name, block in blocks.items():
+        for key, conv in (('p1', block.conv1_mask), ('p2', block.conv2_mask)):
+            hook = lambda _m, _i, out, name=name, key=key: probs.setdefault(name, {}).update({key: out})  # noqa: E731
+            handles.append(conv.register_forward_hook(hook))
+    model.backbone.set_sampling_seed(seed)
+    try:
+        with torch.no_grad():
+            result = model(return_loss=False, rescale=True, **data)[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    captured = {}
+    for name, block in blocks.items():
+        mask1, mask2 = block.last_masks
+        tensors = dict(
+            mask1=mask1, mask2=mask2, p1=torch.sigmoid(probs[name]['p1']), p2=torch.sigmoid(probs[name]['p2'])
+        )
+        captured[name] = {k: v[0, 0].float().cpu().numpy() for k, v in tensors.items()}
+    return result, captured
+
+
+def prepare(model, image):
+    """The test pipeline on ``image`` (a path) -> (collated batch on the model's device, img_meta)."""
+    pipeline = Compose([LoadImage(), *model.cfg.test_pipeline[1:]])
+    batch = collate([pipeline(dict(img=image))])
+    return to_device(batch, next(model.parameters()).device), batch['img_metas'][0]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not os.path.isfile(args.image):
+        raise FileNotFoundError(f'image {args.image!r} does not exist')
+    if not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
+    cfg = load_config(args.config)
+    if cfg.model.backbone.get('type') != 'SparseResNet':
+        raise ValueError(
+            f'{args.config}: model.backbone.type must be SparseResNet, got {cfg.model.backbone.get("type")!r}'
+        )
+
+    models = {}
+    for mode in MODES:
+        mode_cfg = copy.deepcopy(cfg)
+        mode_cfg.model.backbone.sampling = mode
+        models[mode] = init_detector(mode_cfg, args.checkpoint, device=args.device)
+    names = list(sparse_blocks(models['stochastic'].backbone))
+    chosen = args.blocks or [name for name in names if name.endswith('.0')]
+    unknown = [name for name in chosen if name not in names]
+    if unknown:
+        raise ValueError(
+            f'--blocks: unknown block(s) {unknown}; this backbone has {names[0]} ... {names[-1]}'
+        )
+    runs = {}  # mode -> (detections, {block: masks})
+    for mode, model in models.items():
+        data, meta = prepare(model, args.image)
+        runs[mode] = run_with_masks(model, data, args.seed)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    img = read_image(args.image)[..., ::-1]  # RGB
+    shown = fit_image(img, args.size)
+    size = shown.shape[:2]
+
+    def on_image(mask):
+        return mask_to_image(mask, meta['img_shape'], meta['pad_shape'], size)
+
+    for name in chosen:
+        panels, labels = [], []
+        for key in ('mask1', 'mask2'):
+            row = [runs[mode][1][name][key] for mode in MODES]
+            panels.append([overlay_mask(shown, on_image(mask)) for mask in row])
+            labels.append([f'{name} {key} {mode} d={np.mean(m > 0):.2f}' for mode, m in zip(MODES, row)])
+        save_rgb(os.path.join(args.out_dir, f'{name}_masks.png'), compose_grid(panels, labels))
+
+    result, masks = runs['stochastic']
+    densities = [
+        (float(np.mean(masks[n]['mask1'] > 0)), float(np.mean(masks[n]['mask2'] > 0))) for n in names
+    ]
+    heat = np.mean([on_image(masks[n][k] > 0) for n in names for k in ('mask1', 'mask2')], axis=0)
+    gflops = measured_gflops(cfg, densities)
+    mean_d = np.mean(densities, axis=0)
+    save_density_heatmap(
+        os.path.join(args.out_dir, 'density_heatmap.png'),
+        shown,
+        heat,
+        f'{len(names)} blocks, stochastic sampling: mean density {mean_d[0]:.2f} / {mean_d[1]:.2f}',
+    )
+    save_density_bars(
+        os.path.join(args.out_dir, 'block_densities.png'),
+        names,
+        densities,
+        f'per-block densities (stochastic, one image); backbone {gflops:.3g} GFLOPs at the test resolution',
+    )
+    class_names = models['stochastic'].CLASSES
+    show_result(args.image, result, class_names, args.score_thr, os.path.join(args.out_dir, 'detections.png'))
+    arrays = {f'{mode}/{n}/{k}': v for mode, (_, m) in runs.items() for n in names for k, v in m[n].items()}
+    np.savez_compressed(
+        os.path.join(args.out_dir, 'masks.npz'),
+        img_shape=np.asarray(meta['img_shape']),
+        pad_shape=np.asarray(meta['pad_shape']),
+        **arrays,
+    )
+    print(f'wrote {len(chosen)} mask pictures, the heat-map and the density chart to {args.out_dir}')
+
+
+if __name__ == '__main__':
+    main()
