@@ -15,7 +15,9 @@ Variants, all built from CONFIG's ``model.backbone`` (any of the eight configs):
   still runs its mask convs, so their cost is measured too.
 - ``sparse@ckpt`` (``--masks-from``): a trained SparseResNet on real images (its own masks).
 
-Inputs are h x w = ``flops.input_size(resolution)`` (500 -> 480 x 832, 1000 -> 992 x 1664),
+GFLOPs (targets and the ``gflops`` column) are counted at ``--gflops-resolution`` (default 1000, as
+in the paper's table) whatever the input size, so a density found for 71.4 at r = 1000 is used at
+r = 500 too. Inputs are h x w = ``flops.input_size(resolution)`` (500 -> 480 x 832, 1000 -> 992 x 1664),
 channels-last. On the GPU: cudnn.benchmark, and every backbone runs as a CUDA graph (falls back
 to eager if capture fails; the ``graph`` column says which); detectors run eagerly. Weights are
 random (the timing does not depend on them); nothing is downloaded. Latency is the median over
@@ -70,7 +72,7 @@ def variant_cfgs(backbone_cfg):
 
 
 def uniform_density(sparse_cfg, resolution, target):
-    """The density d (every mask of every block) at which the counter gives ``target`` GFLOPs."""
+    """The density d of every mask of every block at which the counter gives ``target`` at ``resolution``."""
     depth = sparse_cfg['depth']
 
     def gflops(d):
@@ -228,7 +230,7 @@ def run_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=None
     if backbone_cfg['type'] == 'SparseResNet':
         if target is not None:
             full = target == 'full'
-            density = 1.0 if full else uniform_density(backbone_cfg, args.resolution, target)
+            density = 1.0 if full else uniform_density(backbone_cfg, args.gflops_resolution, target)
             gen = torch.Generator().manual_seed(args.seed)
             per_block = inject_masks(backbone, x, density, args.pattern, gen)
             row.update(pattern='ones' if full else args.pattern, density=round(density, 4))
@@ -237,9 +239,9 @@ def run_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=None
                 backbone.density.reset()
                 model(x) if args.what == 'backbone' else model.simple_test(x, metas, rescale=True)
             per_block = backbone.density.per_block()
-        row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, args.resolution, per_block)
+        row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, args.gflops_resolution, per_block)
     else:
-        row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, args.resolution)
+        row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, args.gflops_resolution)
 
     if args.what == 'detector':
 
@@ -367,6 +369,8 @@ def parse_args(argv=None):
     parser.add_argument('--resolution', type=int, default=500, help='short side r: input (r//32*32) x ...')
     parser.add_argument('--target-gflops', nargs='+', default=['164.8', '120.3', '94.4', '71.4'],
                         help="backbone GFLOPs of the synthesised masks; 'full': all ones")  # fmt: skip
+    parser.add_argument('--gflops-resolution', type=int, default=1000,
+                        help="the resolution GFLOPs are counted at (the paper's table: 1000)")  # fmt: skip
     parser.add_argument('--masks-from', help='a SparseResNet detector checkpoint: time it with its own masks')
     parser.add_argument('--images', help='folder of images for --masks-from')
     parser.add_argument('--pattern', default='clustered', choices=['clustered', 'random'])
@@ -442,8 +446,8 @@ def main(argv=None):
             if device.type == 'cuda':
                 torch.cuda.empty_cache()
     add_ratios(rows)
-    meta = dict(environment(args, device), config=args.config, what=args.what, dtype=args.dtype,
-                repeats=args.repeats, warmup=args.warmup)  # fmt: skip
+    meta = dict(environment(args, device), config=args.config, what=args.what, dtype=args.dtype)
+    meta.update(gflops_resolution=args.gflops_resolution, repeats=args.repeats, warmup=args.warmup)
     print(json.dumps(meta, default=str))
     print_table(rows)
     for line in check_targets(rows, args.what):

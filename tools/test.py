@@ -26,7 +26,7 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the raw results here (.pkl)')
-    parser.add_argument('--eval', nargs='+', choices=['bbox', 'proposal'], help='metrics to evaluate')
+    parser.add_argument('--eval', nargs='+', choices=['bbox'], help='metrics to evaluate (COCO bbox mAP)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: a.b=c')
     parser.add_argument(
         '--launcher', choices=['none', 'pytorch'], default='none', help='pytorch: under torchrun'

@@ -33,21 +33,18 @@ at::Tensor sparse_conv_cuda(const at::Tensor& x, const at::Tensor& weight, const
                             const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu);
 #endif
 
-// Weight [Cout, Cin, k, k] -> [Cout, k * k * Cin] in `dtype`, times scale [Cout] when given.
-inline at::Tensor gemm_weight(const at::Tensor& weight, const c10::optional<at::Tensor>& scale, at::ScalarType dtype) {
-  at::Tensor w = weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1}).to(at::kFloat);
-  if (scale.has_value()) w = w * scale->to(at::kFloat).unsqueeze(1);
-  return w.to(dtype);
+// Weight [Cout, Cin, k, k] -> [Cout, k * k * Cin] in `dtype` (a view for channels-last weights).
+inline at::Tensor gemm_weight(const at::Tensor& weight, at::ScalarType dtype) {
+  return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1}).to(dtype);
 }
 
-// rows [n, Cout] (in place) = patches [n, K] @ w.T + bias, then ReLU.
+// rows [n, Cout] (in place) = relu(scale * (patches [n, K] @ w.T) + bias): the BN scale is
+// applied to the n x Cout result, cheaper than folding it into the Cout x K weight while n < K.
 inline void gemm_epilogue(at::Tensor rows, const at::Tensor& patches, const at::Tensor& w,
-                          const c10::optional<at::Tensor>& bias, bool relu) {
-  if (bias.has_value()) {
-    at::addmm_out(rows, bias->to(w.scalar_type()).unsqueeze(0).expand({patches.size(0), w.size(0)}), patches, w.t());
-  } else {
-    at::mm_out(rows, patches, w.t());
-  }
+                          const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu) {
+  at::mm_out(rows, patches, w.t());
+  if (scale.has_value()) rows.mul_(scale->to(rows.scalar_type()));
+  if (bias.has_value()) rows.add_(bias->to(rows.scalar_type()));
   if (relu) rows.clamp_min_(0);
 }
 

@@ -53,7 +53,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor idx = indices.contiguous();
   const auto acc_type = at::toOpMathType(x.scalar_type());
-  const at::Tensor w = gemm_weight(weight, scale, acc_type);
+  const at::Tensor w = gemm_weight(weight, acc_type);
   at::Tensor rows = at::empty({n, weight.size(0)}, x.options().dtype(acc_type));
   if (n == 0) return rows.to(x.scalar_type());
   TORCH_CHECK(idx.min().item<int32_t>() >= 0 && idx.max().item<int32_t>() < x.size(0) * out_h * out_w,
@@ -68,7 +68,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const 
       gather_patches<scalar_t, acc_t>(xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), begin, len,
                                       p.data_ptr<acc_t>(), channels, height, width, out_h, out_w, k, stride,
                                       padding, dilation);
-      gemm_epilogue(rows.narrow(0, begin, len), p, w, bias, relu);
+      gemm_epilogue(rows.narrow(0, begin, len), p, w, scale, bias, relu);
     }
   });
   return rows.to(x.scalar_type());

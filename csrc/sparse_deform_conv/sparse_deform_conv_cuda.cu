@@ -50,7 +50,7 @@ at::Tensor sparse_deform_conv_cuda(const at::Tensor& x, const at::Tensor& offset
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor idx = indices.contiguous();
   const at::Tensor off = offset.to(x.scalar_type()).contiguous();
-  const at::Tensor w = gemm_weight(weight, scale, x.scalar_type());
+  const at::Tensor w = gemm_weight(weight, x.scalar_type());
   at::Tensor rows = at::empty({n, weight.size(0)}, x.options());
   if (n == 0) return rows;
   at::Tensor patches = at::empty({n, row_len}, x.options());
@@ -62,7 +62,7 @@ at::Tensor sparse_deform_conv_cuda(const at::Tensor& x, const at::Tensor& offset
         patches.data_ptr<scalar_t>(), channels, height, width, out_h, out_w, k, stride, padding, dilation);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  gemm_epilogue(rows, patches, w, bias, relu);
+  gemm_epilogue(rows, patches, w, scale, bias, relu);
   return rows;
 }
 

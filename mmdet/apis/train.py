@@ -193,14 +193,14 @@ def validate(model, data_loader, cfg, device, hooks, epoch, iteration):
 
 
 def report_scalars(report):
-    """TensorBoard scalars of a ``density_report``: per-block densities, their means, GFLOPs."""
-    scalars = {'val/gflops': report['gflops']} if report.get('gflops') is not None else {}
-    for i, (d1, d2) in enumerate(report['densities']):
+    """TensorBoard scalars of a ``density_report``: GFLOPs, per-block densities and their means."""
+    densities = report['densities']
+    scalars = {'val/gflops': report['gflops']}
+    for i, (d1, d2) in enumerate(densities):
         scalars[f'density/block{i}_mask1'] = d1
         scalars[f'density/block{i}_mask2'] = d2
-    n = max(len(report['densities']), 1)
-    scalars['density/mean_mask1'] = sum(d[0] for d in report['densities']) / n
-    scalars['density/mean_mask2'] = sum(d[1] for d in report['densities']) / n
+    scalars['density/mean_mask1'] = sum(d[0] for d in densities) / len(densities)
+    scalars['density/mean_mask2'] = sum(d[1] for d in densities) / len(densities)
     return scalars
 
 
@@ -275,7 +275,9 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
             count += 1
             if (i + 1) % log_interval == 0 or i + 1 == iters_per_epoch:
                 scalars = {name: value / count for name, value in sums.items()}
-                scalars['lr'] = optimizer.param_groups[0]['lr']
+                scalars['lr'] = cfg.optimizer.lr * schedule.factor(
+                    epoch, iteration - 1
+                )  # base lr (no lr_mult)
                 scalars['time'] = (time.time() - tic) / count
                 remaining = total_epochs * iters_per_epoch - iteration
                 prefix = (

@@ -188,3 +188,50 @@ def test_training_loop_loss_falls():
         totals.append(loss.item())
     assert all(np.isfinite(totals))
     assert np.mean(totals[-5:]) < 0.7 * np.mean(totals[:5]), totals
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_train_and_test_on_cuda():
+    det = _detector().cuda()
+    batch = {k: v.cuda() if torch.is_tensor(v) else v for k, v in _batch().items()}
+    for key in ('gt_bboxes', 'gt_labels', 'gt_bboxes_ignore'):
+        batch[key] = [t.cuda() for t in batch[key]]
+    losses = det(**batch)
+    _total(losses).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    det.eval()
+    results = det(batch['img'], batch['img_metas'], return_loss=False)
+    assert [len(res) for res in results] == [3, 3]
+    dets = np.concatenate([d for res in results for d in res])
+    assert len(dets) > 0 and np.isfinite(dets).all() and (dets[:, 4] > 0.05).all()
+
+
+REAL_SAMPLE = REPO / '..' / 'shared' / 'data' / 'real_sample'
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (REAL_SAMPLE / 'annotations.json').exists(), reason=f'no real sample at {REAL_SAMPLE}'
+)
+def test_real_images_through_res500_pipeline():
+    from mmdet.datasets import build_dataloader, build_dataset
+
+    cfg = Config.fromfile(REPO / 'configs' / 'resnet_101_faster_rcnn_res500.py')
+    model = _model_cfg()
+    model['bbox_head']['num_classes'] = cfg.model.bbox_head.num_classes
+    det = build_detector(
+        model, train_cfg=copy.deepcopy(BASE.train_cfg), test_cfg=copy.deepcopy(BASE.test_cfg)
+    )
+    batches = {}
+    for split in ('train', 'test'):
+        cfg.data[split].update(
+            ann_file=str(REAL_SAMPLE / 'annotations.json'), img_prefix=str(REAL_SAMPLE / 'images') + '/'
+        )
+        loader = build_dataloader(build_dataset(cfg.data[split]), 2, 0, dist=False, shuffle=False)
+        batches[split] = next(iter(loader))
+    losses = det(**batches['train'])
+    assert all(torch.isfinite(v) for v in losses.values())
+    det.eval()
+    results = det(return_loss=False, rescale=True, **batches['test'])
+    assert len(results) == 2 and all(len(res) == 80 for res in results)

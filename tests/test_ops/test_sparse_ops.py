@@ -26,6 +26,12 @@ MASKS = ['random', 'empty', 'full', 'border']
 GEOMETRIES = [(1, 1, 0, 1), (1, 2, 0, 1), (3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 2), (3, 2, 0, 1)]
 
 
+@pytest.fixture(autouse=True)
+def compiled_kernels_only(monkeypatch):
+    """Test the compiled kernels on CUDA too (the Triton ones have tests of their own)."""
+    monkeypatch.setattr(sparse, '_triton', lambda: None)
+
+
 def _layout(t, channels_last):
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
 

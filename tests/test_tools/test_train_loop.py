@@ -105,5 +105,19 @@ def test_validation_and_tensorboard(toy_cfg, logger, tmp_path):
     tags = set(events.Tags()['scalars'])
     assert {'loss_a', 'loss_b', 'loss', 'acc', 'lr', 'grad_norm', 'val/bbox_mAP'} <= tags
     lrs = [e.value for e in events.Scalars('lr')]
-    # backbone group first: 0.002 * [1/3, 2/3 + ..., 1, then 0.1 after epoch 1]
-    assert lrs == pytest.approx([0.002 / 3, 0.002 * (1 - 0.5 * 2 / 3), 0.002, 0.0002, 0.0002, 0.0002])
+    # the base lr 0.02 (the backbone's lr_mult is not applied): warm-up over 2 iterations, x0.1 after epoch 1
+    assert lrs == pytest.approx([0.02 / 3, 0.02 * (1 - 0.5 * 2 / 3), 0.02, 0.002, 0.002, 0.002])
+
+
+def test_load_from_takes_weights_but_starts_at_epoch_0(toy_cfg, logger, tmp_path):
+    toy_cfg.total_epochs = 1
+    trained = _train(toy_cfg.copy(), logger)
+    finetune = toy_cfg.copy()
+    finetune.work_dir = str(tmp_path / 'finetune')
+    finetune.load_from = os.path.join(toy_cfg.work_dir, 'epoch_1.pth')
+    finetune.optimizer.lr = 0.0  # no update: the weights stay the loaded ones
+    model = _train(finetune, logger, seed=SEED + 1)
+    assert len(model.history) == 3  # a whole epoch from the start
+    assert torch.equal(model.head.weight, trained.head.weight)
+    ckpt = torch.load(os.path.join(finetune.work_dir, 'epoch_1.pth'), weights_only=True)
+    assert ckpt['meta']['iter'] == 3

@@ -7,6 +7,7 @@ conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
 import torch
 import torch.nn as nn
 
+from mmdet.ops import has_ops
 from mmdet.ops.interpolation import interpolate_dense
 from mmdet.registry import BACKBONES
 
@@ -193,6 +194,7 @@ class SparseResNet(ResNet):
         max_T, decay_alpha, eval_T: Gumbel temperature schedule (see GumbelSigmoid).
         execution: 'dense' (convolve everywhere, mask and interpolate) or 'sparse' (eval only,
             Bottleneck only: ``sparse_exec.sparse_bottleneck_forward``, same result, fewer FLOPs).
+            None (default): 'sparse' for Bottlenecks when mmdet._ext is built, else 'dense'.
 
     Same outputs as ResNet (see ``output_shape()``). In eval the masks' densities accumulate in
     ``self.density`` (a MaskDensity, one entry per block in network order). Sampling noise uses
@@ -216,7 +218,7 @@ class SparseResNet(ResNet):
         max_T=1.0,
         decay_alpha=0.99998,
         eval_T=0.03,
-        execution='dense',
+        execution=None,
         **kwargs,
     ):
         block_kwargs = dict(
@@ -230,6 +232,8 @@ class SparseResNet(ResNet):
         if sparse_loss_weight < 0:
             raise ValueError(f'SparseResNet: sparse_loss_weight must be >= 0, got {sparse_loss_weight}')
         self.sparse_loss_weight = sparse_loss_weight
+        if execution is None:  # sparse where the compiled ops are built (Bottleneck only)
+            execution = 'sparse' if has_ops() and self.block is SparseBottleneck else 'dense'
         self.execution = execution
         self.density = MaskDensity(len(self.sparse_blocks()))
         self._sparse_loss = None

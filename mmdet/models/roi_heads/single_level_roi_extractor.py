@@ -13,7 +13,8 @@ class SingleRoIExtractor(nn.Module):
     to [0, num_levels - 1], with w = x2 - x1 + 1, h = y2 - y1 + 1.
 
     RoIAlign follows v0.6: no half-pixel offset (``aligned=False``) and the RoI spans
-    [x1, x2 + 1] x [y1, y2 + 1] in image pixels.
+    [x1, x2 + 1] x [y1, y2 + 1] in image pixels. (torchvision widens RoIs narrower than one
+    feature pixel to one pixel, where v0.6 kept them; nothing else differs.)
 
     Args:
         roi_layer (dict): dict(type='RoIAlign', out_size=int, sample_num=int).

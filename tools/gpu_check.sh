@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The GPU check for one short session (H100, torch 2.11, triton 3.6, python 3.12, nvcc 13):
+#   1. environment     nvidia-smi, versions
+#   2. deps            mmengine / mmcv-lite / pycocotools wheels from .whl/ into /tmp/site
+#   3. build           the compiled ops in place (CUDA, sm_90)
+#   4. tests           pytest -m gpu on tests/test_ops and tests/test_models (the exactness tests
+#                      on CUDA; Triton autotuning off so that kernels compile once)
+#   5. bench_b1/b8     tools/benchmark.py at 992 x 1664 (resolution 1000), fp16: dense ResNet-101-DCN,
+#                      dense ResNet-101, sparse at 71.4 and 164.8 GFLOPs and at density 1
+#   6. bench_detector  the whole detector, dense-DCN vs sparse at 71.4, batch 1 (if time is left)
+# Every stage is time-boxed and runs whatever happened before it; the summary at the end (also in
+# $OUT/summary.txt) lists each stage's exit status, the test counts, the benchmark tables and the
+# speed targets. The whole script stays under TOTAL_S seconds (default 510).
+# Usage: OUT=/some/dir bash tools/gpu_check.sh      (default OUT: work_dirs/gpu_check)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/work_dirs/gpu_check}
+mkdir -p "$OUT"
+START=$(date +%s)
+DEADLINE=$((START + ${TOTAL_S:-510}))
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+PY=${PYTHON:-python3}
+CONFIG=configs/sparse_resnet_101_faster_rcnn_sparse_loss_weight_0_2.py
+
+# stage NAME LIMIT_S COMMAND...: runs COMMAND with its output in $OUT/NAME.log, at most LIMIT_S
+# seconds and never past the deadline; records the exit status (124: timed out).
+stage() {
+  local name=$1 limit=$2 left rc t0
+  shift 2
+  left=$((DEADLINE - $(date +%s) - 5))
+  if ((left < 20)); then
+    echo "[$name] SKIPPED: only ${left}s left of the time box" | tee -a "$SUMMARY"
+    return
+  fi
+  ((limit > left)) && limit=$left
+  t0=$(date +%s)
+  echo "=== [$name] (limit ${limit}s) $*"
+  timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  rc=$?
+  tail -n 25 "$OUT/$name.log"
+  local verdict=ok
+  ((rc == 124 || rc == 137)) && verdict="TIMED OUT"
+  ((rc != 0 && rc != 124 && rc != 137)) && verdict=FAILED
+  echo "[$name] $verdict (exit $rc, $(($(date +%s) - t0))s)" | tee -a "$SUMMARY"
+}
+
+stage environment 30 bash -c "nvidia-smi; $PY -c 'import sys, torch, triton; \
+print(sys.version); print(torch.__version__, torch.version.cuda, triton.__version__, torch.cuda.get_device_name())'; \
+nvcc --version | tail -n 2"
+
+stage deps 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD
+
+stage build 170 env CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace
+
+stage tests 170 env MMDET_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -m gpu -p no:cacheprovider \
+  tests/test_ops tests/test_models
+
+BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000
+  --target-gflops 71.4 164.8 full --repeats 10 --warmup 3)
+stage bench_b1 120 "${BENCH[@]}" --batch 1 --out "$OUT/bench_b1.json"
+stage bench_b8 140 "${BENCH[@]}" --batch 8 --out "$OUT/bench_b8.json"
+stage bench_detector 90 "$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000 \
+  --what detector --variants dense-dcn sparse --target-gflops 71.4 --batch 1 --repeats 5 --warmup 2 \
+  --out "$OUT/bench_detector.json"
+
+{
+  echo
+  echo "=== summary ($(($(date +%s) - START))s)"
+  echo "tests: $(tail -n 1 "$OUT/tests.log" 2>/dev/null)"
+  grep -hE '^(FAILED|ERROR) ' "$OUT/tests.log" 2>/dev/null | head -n 20
+  for f in bench_b1 bench_b8 bench_detector; do
+    [ -f "$OUT/$f.log" ] || continue
+    echo "--- $f"
+    sed -n '/^ *variant /,$p' "$OUT/$f.log"
+  done
+} >>"$SUMMARY"
+cat "$SUMMARY"
