@@ -55,12 +55,14 @@ def main(argv=None):
     os.makedirs(cfg.work_dir, exist_ok=True)
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     logger = get_root_logger(os.path.join(cfg.work_dir, f'{timestamp}.log'), cfg.get('log_level', 'INFO'))
+    config_text = cfg.pretty_text
     if rank == 0:
-        cfg.dump(os.path.join(cfg.work_dir, f'{config_name}.py'))
+        with open(os.path.join(cfg.work_dir, f'{config_name}.py'), 'w') as f:
+            f.write(config_text)
     logger.info(
         f'SAI-Det {mmdet.__version__}; {backend_summary()}; device {device}, {world_size} process(es)'
     )
-    logger.info(f'config:\n{cfg.pretty_text}')
+    logger.info(f'config:\n{config_text}')
 
     if cfg.get('seed') is not None:
         logger.info(f'seed {cfg.seed}, deterministic: {cfg.deterministic}')

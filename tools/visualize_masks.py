@@ -1,7 +1,7 @@
 """Draw a SparseResNet detector's sampling masks on one image.
 
     python tools/visualize_masks.py IMAGE CONFIG CHECKPOINT --out-dir DIR \
-        [--blocks layer2.0 layer3.5 ...] [--seed 0] [--device cpu] [--size 480]
+        [--blocks layer2.0 layer3.5 ...] [--seed 0] [--device cpu|cuda] [--size 480]
 
 The image goes through the config's test pipeline and the whole detector, once with
 deterministic sampling (p >= 0.5, the paper's ablation) and once with stochastic sampling
@@ -32,7 +32,7 @@ from mmdet.apis.test import measured_gflops, to_device  # noqa: E402
 from mmdet.datasets.collate import collate  # noqa: E402
 from mmdet.datasets.image_io import read_image  # noqa: E402
 from mmdet.datasets.pipelines import Compose  # noqa: E402
-from mmdet.utils import load_config  # noqa: E402
+from mmdet.utils import load_config, resolve_device  # noqa: E402
 from mmdet.utils.visualization import (  # noqa: E402
     compose_grid,
     fit_image,
@@ -58,7 +58,7 @@ def parse_args(argv=None):
         help='blocks to draw, e.g. layer2.0 layer3.5 (default: the first of each stage)',
     )
     parser.add_argument('--seed', type=int, default=0, help='seed of the stochastic sampling (default 0)')
-    parser.add_argument('--device', default='cpu', help='torch device (default cpu)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], help='default: cuda when available')
     parser.add_argument(
         '--size', type=int, default=480, help='longer side of each drawn image (px, default 480)'
     )
@@ -129,7 +129,7 @@ def main(argv=None):
     for mode in MODES:
         mode_cfg = copy.deepcopy(cfg)
         mode_cfg.model.backbone.sampling = mode
-        models[mode] = init_detector(mode_cfg, args.checkpoint, device=args.device)
+        models[mode] = init_detector(mode_cfg, args.checkpoint, device=resolve_device(args.device))
     names = list(sparse_blocks(models['stochastic'].backbone))
     chosen = args.blocks or [name for name in names if name.endswith('.0')]
     unknown = [name for name in chosen if name not in names]

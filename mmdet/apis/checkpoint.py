@@ -37,10 +37,11 @@ def _atomic_write(write, filename):
             os.remove(tmp)
 
 
-def save_training_checkpoint(work_dir, model, optimizer, epoch, iteration, cfg, scaler=None):
+def save_training_checkpoint(work_dir, model, optimizer, epoch, iteration, cfg, config_text, scaler=None):
     """Write ``work_dir/epoch_<epoch>.pth`` and refresh ``work_dir/latest.pth`` (both atomically).
 
     Every rank must call it (the RNG states are gathered from all ranks); rank 0 writes.
+    ``config_text`` is ``cfg.pretty_text`` (slow to produce, so computed once by the caller).
     Returns the path of the epoch checkpoint.
     """
     rng_states = all_gather_object(get_rng_state()) if get_dist_info()[1] > 1 else [get_rng_state()]
@@ -52,7 +53,7 @@ def save_training_checkpoint(work_dir, model, optimizer, epoch, iteration, cfg, 
         epoch=epoch,
         iter=iteration,
         seed=cfg.get('seed'),
-        config=cfg.pretty_text,
+        config=config_text,
         CLASSES=list(getattr(detector, 'CLASSES', None) or []),
         mmdet_version=mmdet.__version__,
         time=time.asctime(),

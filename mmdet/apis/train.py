@@ -225,6 +225,7 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
     amp = MixedPrecision(cfg.get('fp16'), device)
     grad_clip = (cfg.get('optimizer_config') or {}).get('grad_clip')
     params = [p for p in unwrap(model).parameters() if p.requires_grad]
+    config_text = cfg.pretty_text
 
     start_epoch, iteration = 0, 0
     latest = os.path.join(cfg.work_dir, 'latest.pth')
@@ -288,7 +289,7 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
                 sums, count, tic = OrderedDict(), 0, time.time()
         if (epoch + 1) % ckpt_interval == 0 or epoch + 1 == total_epochs:
             path = save_training_checkpoint(
-                cfg.work_dir, model, optimizer, epoch + 1, iteration, cfg, scaler=amp.scaler
+                cfg.work_dir, model, optimizer, epoch + 1, iteration, cfg, config_text, scaler=amp.scaler
             )
             logger.info(f'saved checkpoint {path}')
         if val_loader is not None and (epoch + 1) % cfg.get('evaluation', {}).get('interval', 1) == 0:

@@ -67,11 +67,10 @@ def _mask(shape, density, device, seed=0):
     return (keep * (0.5 + 0.5 * torch.rand(shape, generator=g))).to(device)
 
 
-def _positions(mask, pad_to=None):
-    """(indices int32 [N_max] with garbage past count, count int32 [1]) by torch.nonzero."""
+def _positions(mask):
+    """(indices int32 [B*H*W] with garbage past count, count int32 [1]) by torch.nonzero."""
     active = torch.nonzero(mask.reshape(-1) > 0).flatten().to(torch.int32)
-    n_max = mask.numel() if pad_to is None else pad_to
-    indices = torch.full((n_max,), 7, dtype=torch.int32, device=mask.device)  # garbage past count
+    indices = torch.full((mask.numel(),), 7, dtype=torch.int32, device=mask.device)  # garbage past count
     indices[: active.numel()] = active
     return indices, torch.tensor([active.numel()], dtype=torch.int32, device=mask.device)
 
@@ -87,10 +86,8 @@ def test_active_positions(device, density):
     assert torch.equal(indices[: expected.numel()].long().cpu(), expected.cpu())
 
 
-def test_active_positions_hand_computed():
-    device = DEVICES[0] if isinstance(DEVICES[0], str) else DEVICES[0].values[0]
-    if device == 'cuda' and not torch.cuda.is_available():
-        pytest.skip('needs CUDA')
+@pytest.mark.parametrize('device', DEVICES)
+def test_active_positions_hand_computed(device):
     mask = torch.tensor([[[[0.0, 0.7], [0.0, 0.0]]], [[[1.0, 0.0], [0.0, 0.6]]]], device=device)
     indices, count = _ops().active_positions(mask)
     assert count.item() == 3 and indices[:3].tolist() == [1, 4, 7]
@@ -228,15 +225,13 @@ def test_sparse_interpolate(device, case, dtype):
 
 @pytest.mark.parametrize('device', DEVICES)
 def test_sparse_interpolate_hand_computed(device):
-    """One active position with m = 0.8 on a 1x1x3x3 map, sigma = 1: the centre keeps 0.8 f, and a
-    neighbour with G > 0 reads f exactly (its numerator and denominator share the factor G m)."""
+    """One active position (m = 0.8) on a 3x3 map, sigma = 1: the centre is 0.8 f + 0.2 recon and a
+    neighbour at distance 1 gets recon = G1 m f / (G1 m + 1e-5), i.e. f up to the epsilon."""
     mask = torch.zeros(1, 1, 3, 3, device=device)
     mask[0, 0, 1, 1] = 0.8
     rows = torch.tensor([[5.0, -2.0]], device=device)
-    indices, count = (
-        torch.tensor([4], dtype=torch.int32, device=device),
-        torch.ones(1, dtype=torch.int32, device=device),
-    )
+    indices = torch.tensor([4], dtype=torch.int32, device=device)
+    count = torch.ones(1, dtype=torch.int32, device=device)
     out = _ops().sparse_interpolate(rows, indices, count, mask, 1.0)
     g1 = torch.exp(torch.tensor(-0.5)) / (2 * torch.pi)  # G at distance 1
     corner = 5.0 * 0.8 * g1 / (0.8 * g1 + 1e-5)
