@@ -10,7 +10,8 @@
 #   6. bench_detector  the whole detector, dense-DCN vs sparse at 71.4, batch 1 (if time is left)
 # Every stage is time-boxed and runs whatever happened before it; the summary at the end (also in
 # $OUT/summary.txt) lists each stage's exit status, the test counts, the benchmark tables and the
-# speed targets. The whole script stays under TOTAL_S seconds (default 510).
+# speed targets. The whole script stays under TOTAL_S seconds (default 510). $OUT gets 7 files:
+# summary.txt, setup.log, tests.log, bench.log, bench_b1.json, bench_b8.json, bench_detector.json.
 # Usage: OUT=/some/dir bash tools/gpu_check.sh      (default OUT: work_dirs/gpu_check)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +21,17 @@ START=$(date +%s)
 DEADLINE=$((START + ${TOTAL_S:-510}))
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
+TMP=$(mktemp -d)
 PY=${PYTHON:-python3}
 CONFIG=configs/sparse_resnet_101_faster_rcnn_sparse_loss_weight_0_2.py
 
-# stage NAME LIMIT_S COMMAND...: runs COMMAND with its output in $OUT/NAME.log, at most LIMIT_S
-# seconds and never past the deadline; records the exit status (124: timed out).
+# stage NAME LIMIT_S COMMAND...: runs COMMAND for at most LIMIT_S seconds and never past the
+# deadline, records its exit status (124: timed out) and appends its output to one of the four
+# logs in $OUT (setup.log, tests.log, bench.log, and summary.txt: few files come back from $OUT).
 stage() {
-  local name=$1 limit=$2 left rc t0
+  local name=$1 limit=$2 left rc t0 log
   shift 2
+  case $name in environment | deps | build) log=setup ;; bench_*) log=bench ;; *) log=$name ;; esac
   left=$((DEADLINE - $(date +%s) - 5))
   if ((left < 20)); then
     echo "[$name] SKIPPED: only ${left}s left of the time box" | tee -a "$SUMMARY"
@@ -35,10 +39,11 @@ stage() {
   fi
   ((limit > left)) && limit=$left
   t0=$(date +%s)
-  echo "=== [$name] (limit ${limit}s) $*"
-  timeout --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  echo "=== [$name] (limit ${limit}s) $*" | tee -a "$OUT/$log.log"
+  timeout --kill-after=10 "$limit" "$@" >"$TMP/$name.log" 2>&1
   rc=$?
-  tail -n 25 "$OUT/$name.log"
+  cat "$TMP/$name.log" >>"$OUT/$log.log"
+  tail -n 25 "$TMP/$name.log"
   local verdict=ok
   ((rc == 124 || rc == 137)) && verdict="TIMED OUT"
   ((rc != 0 && rc != 124 && rc != 137)) && verdict=FAILED
@@ -60,21 +65,22 @@ stage tests 170 env MMDET_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -m gpu -p no:cach
 
 BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000
   --target-gflops 71.4 164.8 full --repeats 10 --warmup 3)
-stage bench_b1 120 "${BENCH[@]}" --batch 1 --out "$OUT/bench_b1.json"
-stage bench_b8 140 "${BENCH[@]}" --batch 8 --out "$OUT/bench_b8.json"
-stage bench_detector 90 "$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000 \
-  --what detector --variants dense-dcn sparse --target-gflops 71.4 --batch 1 --repeats 5 --warmup 2 \
-  --out "$OUT/bench_detector.json"
+stage bench_b1 170 "${BENCH[@]}" --batch 1 --out "$OUT/bench_b1.json"
+stage bench_b8 150 "${BENCH[@]}" --batch 8 --out "$OUT/bench_b8.json"
+DETECTOR=("$PY" tools/benchmark.py "$CONFIG" --device cuda --resolution 1000 --what detector
+  --variants dense-dcn sparse --target-gflops 71.4 --batch 1 --repeats 5 --warmup 2 --out "$OUT/bench_detector.json")
+# fp16 first; the heads may not all take half precision, then fp32
+stage bench_detector 90 bash -c '"$@" --dtype fp16 || { echo "fp16 failed: fp32"; "$@" --dtype fp32; }' _ "${DETECTOR[@]}"
 
 {
   echo
   echo "=== summary ($(($(date +%s) - START))s)"
-  echo "tests: $(tail -n 1 "$OUT/tests.log" 2>/dev/null)"
-  grep -hE '^(FAILED|ERROR) ' "$OUT/tests.log" 2>/dev/null | head -n 20
+  echo "tests: $(tail -n 1 "$TMP/tests.log" 2>/dev/null)"
+  grep -hE '^(FAILED|ERROR) ' "$TMP/tests.log" 2>/dev/null | head -n 20
   for f in bench_b1 bench_b8 bench_detector; do
-    [ -f "$OUT/$f.log" ] || continue
+    [ -f "$TMP/$f.log" ] || continue
     echo "--- $f"
-    sed -n '/^ *variant /,$p' "$OUT/$f.log"
+    sed -n '/^ *variant /,$p' "$TMP/$f.log"
   done
 } >>"$SUMMARY"
 cat "$SUMMARY"

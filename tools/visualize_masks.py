@@ -84,11 +84,17 @@ def run_with_masks(model, data, seed):
     grids: the eval masks (``block.last_masks``) and p = sigmoid of the mask convs' outputs.
     """
     blocks = sparse_blocks(model.backbone)
-    probs, handles = {}, []
+    probs, handles = {name: {} for name in blocks}, []
+
+    def keep_probs(name, key):
+        def hook(_module, _inputs, logits):
+            probs[name][key] = torch.sigmoid(logits)
+
+        return hook
+
     for name, block in blocks.items():
-        for key, conv in (('p1', block.conv1_mask), ('p2', block.conv2_mask)):
-            hook = lambda _m, _i, out, name=name, key=key: probs.setdefault(name, {}).update({key: out})  # noqa: E731
-            handles.append(conv.register_forward_hook(hook))
+        handles.append(block.conv1_mask.register_forward_hook(keep_probs(name, 'p1')))
+        handles.append(block.conv2_mask.register_forward_hook(keep_probs(name, 'p2')))
     model.backbone.set_sampling_seed(seed)
     try:
         with torch.no_grad():
@@ -99,9 +105,7 @@ def run_with_masks(model, data, seed):
     captured = {}
     for name, block in blocks.items():
         mask1, mask2 = block.last_masks
-        tensors = dict(
-            mask1=mask1, mask2=mask2, p1=torch.sigmoid(probs[name]['p1']), p2=torch.sigmoid(probs[name]['p2'])
-        )
+        tensors = dict(mask1=mask1, mask2=mask2, **probs[name])
         captured[name] = {k: v[0, 0].float().cpu().numpy() for k, v in tensors.items()}
     return result, captured
 
@@ -169,7 +173,8 @@ def main(argv=None):
         os.path.join(args.out_dir, 'density_heatmap.png'),
         shown,
         heat,
-        f'{len(names)} blocks, stochastic sampling: mean density {mean_d[0]:.2f} / {mean_d[1]:.2f}',
+        f'{len(names)} blocks, stochastic sampling; '
+        f'mean density {mean_d[0]:.2f} (mask1), {mean_d[1]:.2f} (mask2)',
     )
     save_density_bars(
         os.path.join(args.out_dir, 'block_densities.png'),

@@ -106,3 +106,30 @@ def test_cpu_run_writes_results(tmp_path):
     assert saved['meta']['gflops_resolution'] == 1000 and len(saved['rows']) == 2
     expected = backbone_gflops_from_cfg(dict(type='ResNet', depth=50, base_channels=8), 1000)
     assert saved['rows'][0]['gflops'] == pytest.approx(expected)
+
+
+def test_masks_from_checkpoint(tmp_path):
+    """--masks-from: the SparseResNet runs with its own (sampled) masks on real-size images."""
+    import cv2
+    import numpy as np
+
+    config = tmp_path / 'tiny.py'
+    config.write_text(f'_base_ = [{str(CONFIG)!r}]\nmodel = dict(backbone=dict(depth=50, base_channels=8))\n')
+    sparse_cfg = bench.variant_cfgs(load_config(str(config)).model.backbone)['sparse']
+    backbone = build_backbone(sparse_cfg)
+    for block in backbone.sparse_blocks():  # p = sigmoid(-3): only the grid prior stays sampled
+        torch.nn.init.constant_(block.conv1_mask.bias, -3.0)
+        torch.nn.init.constant_(block.conv2_mask.bias, -3.0)
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in backbone.state_dict().items()}}, ckpt)
+    images = tmp_path / 'images'
+    images.mkdir()
+    cv2.imwrite(str(images / 'a.png'), np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    rows = bench.main(
+        [str(config), '--device', 'cpu', '--resolution', '64', '--variants', 'sparse',
+         '--masks-from', str(ckpt), '--images', str(images), '--repeats', '1', '--warmup', '0']
+    )  # fmt: skip
+    assert [r['variant'] for r in rows] == ['sparse@ckpt']
+    full = backbone_gflops_from_cfg(sparse_cfg, 1000, [(1.0, 1.0)] * num_blocks(50))
+    empty = backbone_gflops_from_cfg(sparse_cfg, 1000, [(0.0, 0.0)] * num_blocks(50))
+    assert empty < rows[0]['gflops'] < empty + 0.3 * (full - empty)  # mostly-empty masks were loaded and used

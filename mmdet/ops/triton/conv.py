@@ -136,8 +136,11 @@ def _sparse_conv_kernel(
     )
 
 
-def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, gather):
-    """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout]."""
+def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu):
+    """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout].
+
+    indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
+    """
     check_device('x', x)
     if x.dim() != 4 or not x.is_floating_point():
         raise ValueError(f'x: expected a floating tensor [B, Cin, H, W], got {x.dtype} {tuple(x.shape)}')
@@ -145,6 +148,7 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
         raise ValueError(f'weight: expected [Cout, {x.shape[1]}, k, k], got {tuple(weight.shape)}')
     if weight.dtype != x.dtype or weight.device != x.device:
         raise ValueError(f'weight: expected {x.dtype} on {x.device}, got {weight.dtype} on {weight.device}')
+    gather = indices is not None
     if gather:
         check_positions(indices, count, x.device)
     for name, value in (('stride', stride), ('padding', padding), ('dilation', dilation)):
@@ -156,7 +160,7 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     batch, _, height, width = x.shape
     ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    n_max = indices.numel() if gather else height  # rows as input: row i is position i of [1, Cin, N_max, 1]
+    n_max = indices.numel() if gather else height
     if n_max > batch * max(ho, 0) * max(wo, 0):
         raise ValueError(f'indices: {n_max} entries for an output grid of {batch}x{ho}x{wo} positions')
     if offset is not None:
@@ -176,12 +180,11 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     def grid(meta):
         return triton.cdiv(n_max, meta['BLOCK_M']), triton.cdiv(cout, meta['BLOCK_N'])
 
-    dummy = rows
     _sparse_conv_kernel[grid](
         x, w, indices if gather else count, count,
-        dummy if offset is None else offset,
-        dummy if scale is None else scale.contiguous(),
-        dummy if bias is None else bias.contiguous(),
+        rows if offset is None else offset,  # pointers a disabled feature never reads
+        rows if scale is None else scale.contiguous(),
+        rows if bias is None else bias.contiguous(),
         rows,
         height, width, cin, ho, wo, cout,
         x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
@@ -202,7 +205,7 @@ def sparse_conv(
     None. Returns rows [N_max, Cout] in x's dtype, ``relu(scale * conv(x) + bias)``; rows past
     ``count`` are unspecified.
     """
-    return _launch(x, weight, indices, count, None, stride, padding, dilation, scale, bias, relu, True)
+    return _launch(x, weight, indices, count, None, stride, padding, dilation, scale, bias, relu)
 
 
 def sparse_deform_conv(
@@ -214,7 +217,7 @@ def sparse_deform_conv(
     """
     if offset is None:
         raise ValueError('offset: expected rows [N_max, 2*k*k], got None')
-    return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, True)
+    return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
 
 
 def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False):
@@ -231,4 +234,4 @@ def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False):
     if count.dtype != torch.int32 or count.numel() != 1 or count.device != rows.device:
         raise ValueError(f'count: expected an int32 tensor of one element on {rows.device}')
     x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
-    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, False)
+    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu)

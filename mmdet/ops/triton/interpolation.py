@@ -5,10 +5,10 @@ out = m * f + (1 - m) * sum_q G(q - p) m_q f_q / (sum_q G(q - p) m_q + 1e-5), th
 exp(-sigma^2 d^2 / 2) is separable, so two passes of k taps replace the k x k window:
 1. a scatter kernel builds the dense position -> row map (-1 where inactive); its programs
    past ``count`` return at once, so nothing syncs with the host;
-2. the row pass gathers g(dx) m_q f_q through the map along x into a dense float32 buffer
-   [B*H*W, C] (and g(dx) m_q into a [B*H*W] one);
+2. the row pass gathers g(dx) m_q f_q through the map along x into a dense buffer [B*H*W, C]
+   in the features' dtype (and g(dx) m_q into a float32 [B*H*W] one);
 3. the column pass sums those along y and applies the epilogue to a [BLOCK_P, BLOCK_C] tile of
-   the channels-last output. All sums are in float32.
+   the channels-last output. All sums are accumulated in float32.
 """
 
 import math
@@ -75,7 +75,8 @@ def _row_pass_kernel(
         f = tl.load(f_ptrs, mask=(row >= 0)[:, None] & chan_ok[None, :], other=0)
         acc += gm[:, None] * f.to(tl.float32)
         acc_m += gm
-    tl.store(tmp_ptr + pos[:, None] * C + chans[None, :], acc, mask=pos_ok[:, None] & chan_ok[None, :])
+    tmp_ptrs = tmp_ptr + pos[:, None] * C + chans[None, :]
+    tl.store(tmp_ptrs, acc.to(tmp_ptr.dtype.element_ty), mask=pos_ok[:, None] & chan_ok[None, :])
     if tl.program_id(1) == 0:
         tl.store(tmp_m_ptr + pos, acc_m, mask=pos_ok)
 
@@ -103,7 +104,7 @@ def _column_pass_kernel(
         g = _gauss_1d(sigma_ptr, sigma_value, dy * 1.0, SIGMA_PTR)
         ok = pos_ok & (y + dy >= 0) & (y + dy < H)
         t_ptrs = tmp_ptr + (pos + dy * W)[:, None] * C + chans[None, :]
-        num += g * tl.load(t_ptrs, mask=ok[:, None] & chan_ok[None, :], other=0)
+        num += g * tl.load(t_ptrs, mask=ok[:, None] & chan_ok[None, :], other=0).to(tl.float32)
         den += g * tl.load(tmp_m_ptr + pos + dy * W, mask=ok, other=0)
     m = tl.load(mask_ptr + b * smb + y * smh + x * smw, mask=pos_ok, other=0).to(tl.float32)
     row = tl.load(map_ptr + pos, mask=pos_ok, other=-1)
@@ -175,7 +176,7 @@ def sparse_interpolate(
     if indices.numel():
         grid_rows = (triton.cdiv(indices.numel(), SCATTER_BLOCK),)
         _row_map_kernel[grid_rows](indices, count, row_map, BLOCK=SCATTER_BLOCK)
-    tmp = torch.empty((numel, channels), dtype=torch.float32, device=rows.device)
+    tmp = torch.empty((numel, channels), dtype=rows.dtype, device=rows.device)
     tmp_m = torch.empty(numel, dtype=torch.float32, device=rows.device)
 
     def grid(meta):
