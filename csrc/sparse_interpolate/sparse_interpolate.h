@@ -18,11 +18,17 @@ HOST_DEVICE inline float gaussian_weight(float sigma, int64_t dy, int64_t dx) {
   return s2 / kTwoPi * expf(-s2 * static_cast<float>(dy * dy + dx * dx) / 2.f);
 }
 
-// The fused epilogue of one output element: m * f + (1 - m) * num / (den + eps) + bias +
-// residual, then ReLU.
+// The weight of the reconstruction at an output position: (1 - m) / (den + eps).
 template <typename T>
-HOST_DEVICE inline T interp_epilogue(T m, T f, T num, T den, T bias, T residual, bool relu) {
-  T v = m * f + (T(1) - m) * (num / (den + T(kInterpEps))) + bias + residual;
+HOST_DEVICE inline T recon_scale(T m, T den) {
+  return (T(1) - m) / (den + T(kInterpEps));
+}
+
+// The fused epilogue of one output element: m * f + recon_scale * num + bias + residual, then
+// ReLU.
+template <typename T>
+HOST_DEVICE inline T interp_epilogue(T m, T f, T scale, T num, T bias, T residual, bool relu) {
+  const T v = m * f + scale * num + bias + residual;
   return relu && v < T(0) ? T(0) : v;
 }
 

@@ -19,6 +19,9 @@ void interpolate_kernel(const scalar_t* rows, const int32_t* row_of, const float
                         int64_t height, int64_t width, int64_t k, bool relu) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t radius = k / 2;
+  // zero rows stand in for a missing f (unsampled position) or residual, so the channel loops
+  // have no branches
+  const std::vector<scalar_t> zeros(channels, scalar_t(0));
   at::parallel_for(0, batch * height * width, 32, [&](int64_t p0, int64_t p1) {
     std::vector<acc_t> num(channels);
     for (int64_t p = p0; p < p1; ++p) {
@@ -43,14 +46,13 @@ void interpolate_kernel(const scalar_t* rows, const int32_t* row_of, const float
           }
         }
       }
-      const int32_t self = row_of[p];
-      const scalar_t* f = self >= 0 ? rows + self * channels : nullptr;
-      const scalar_t* res = residual != nullptr ? residual + p * channels : nullptr;
+      const acc_t scale = recon_scale(m, den);
+      const scalar_t* f = row_of[p] >= 0 ? rows + row_of[p] * channels : zeros.data();
+      const scalar_t* res = residual != nullptr ? residual + p * channels : zeros.data();
       scalar_t* dst = out + p * channels;
       for (int64_t c = 0; c < channels; ++c) {
-        dst[c] = static_cast<scalar_t>(interp_epilogue<acc_t>(
-            m, f != nullptr ? acc_t(f[c]) : acc_t(0), num[c], den, bias != nullptr ? acc_t(bias[c]) : acc_t(0),
-            res != nullptr ? acc_t(res[c]) : acc_t(0), relu));
+        dst[c] = static_cast<scalar_t>(
+            interp_epilogue<acc_t>(m, acc_t(f[c]), scale, num[c], acc_t(bias[c]), acc_t(res[c]), relu));
       }
     }
   });
@@ -85,13 +87,13 @@ at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indi
     for (int64_t dx = -radius; dx <= radius; ++dx) gauss[(dy + radius) * kernel_size + dx + radius] = gaussian_weight(s, dy, dx);
   }
   const at::Tensor rc = rows.contiguous();
-  const at::Tensor b = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();
+  const at::Tensor b = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::zeros({channels}, m.options());
   const at::Tensor res =
       residual.has_value() ? residual->to(rows.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   at::Tensor out = at::empty({batch, channels, height, width}, rows.options().memory_format(at::MemoryFormat::ChannelsLast));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sparse_interpolate_cpu", [&] {
     interpolate_kernel<scalar_t>(rc.data_ptr<scalar_t>(), map, mdata, gauss.data(),
-                                 b.defined() ? b.data_ptr<float>() : nullptr,
+                                 b.data_ptr<float>(),
                                  res.defined() ? res.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), batch,
                                  channels, height, width, kernel_size, relu);
   });

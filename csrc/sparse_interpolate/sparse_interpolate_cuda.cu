@@ -45,7 +45,8 @@ __global__ void interpolate_kernel(const scalar_t* rows, const int32_t* row_of, 
   }
   const int32_t self = row_of[p];
   const acc_t f = self >= 0 ? acc_t(rows[self * channels + c]) : acc_t(0);
-  out[e] = static_cast<scalar_t>(interp_epilogue<acc_t>(m, f, num, den, bias != nullptr ? acc_t(bias[c]) : acc_t(0),
+  out[e] = static_cast<scalar_t>(interp_epilogue<acc_t>(m, f, recon_scale(m, den), num,
+                                                        bias != nullptr ? acc_t(bias[c]) : acc_t(0),
                                                         residual != nullptr ? acc_t(residual[e]) : acc_t(0), relu));
 }
 

@@ -12,7 +12,7 @@ import numpy as np
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-SAMPLED_COLOR = (255, 48, 32)  # RGB tint of sampled positions
+SKIPPED_SHADE = (16, 24, 72)  # RGB: skipped positions are darkened towards this dark blue
 GAP = 4  # white pixels between the panels of a grid
 HEADER = 20  # pixels of the label strip above each panel
 
@@ -45,19 +45,18 @@ def mask_to_image(mask, img_shape, pad_shape, out_size):
     return mask[ys[:, None], xs[None, :]]
 
 
-def overlay_mask(img, mask, color=SAMPLED_COLOR, alpha=0.5, dim=0.35):
-    """Sampled positions tinted, the others darkened.
+def overlay_mask(img, mask, dim=0.3, shade=SKIPPED_SHADE):
+    """Sampled positions as they are, the skipped (interpolated) ones darkened towards ``shade``.
 
     img: RGB uint8 ``[H, W, 3]``; mask: ``[H, W]`` (sampled where > 0). Returns RGB uint8
-    ``[H, W, 3]``: ``(1 - alpha) * img + alpha * color`` where sampled, ``dim * img`` elsewhere
-    (rounded to the nearest integer).
+    ``[H, W, 3]``: ``img`` where sampled, ``dim * img + (1 - dim) * shade`` elsewhere (rounded to
+    the nearest integer), so that even black regions show where they are skipped.
     """
     if img.shape[:2] != mask.shape:
         raise ValueError(f'overlay_mask: image {img.shape[:2]} and mask {mask.shape} differ in size')
-    img = img.astype(np.float32)
-    tinted = (1 - alpha) * img + alpha * np.asarray(color, dtype=np.float32)
-    out = np.where((mask > 0)[..., None], tinted, dim * img)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    skipped = dim * img.astype(np.float32) + (1 - dim) * np.asarray(shade, dtype=np.float32)
+    out = np.where((mask > 0)[..., None], img, np.clip(np.rint(skipped), 0, 255))
+    return out.astype(np.uint8)
 
 
 def panel_origin(row, col, panel_shape):
@@ -98,10 +97,12 @@ def save_rgb(path, img):
 
 
 def save_density_heatmap(path, img, heat, title):
-    """Plot ``heat`` (``[H, W]`` in [0, 1], the fraction of masks sampling each position) over ``img``."""
+    """Plot ``heat`` (``[H, W]`` in [0, 1], the fraction of masks sampling each position) over a
+    grey version of ``img`` (RGB uint8 ``[H, W, 3]``)."""
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / img.shape[1] + 0.6))
-    ax.imshow(img)
-    shown = ax.imshow(heat, cmap='inferno', vmin=0, vmax=1, alpha=0.6)
+    ax.imshow(grey, cmap='gray', vmin=0, vmax=255)
+    shown = ax.imshow(heat, cmap='inferno', vmin=0, vmax=1, alpha=0.55)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label='fraction of masks sampling the position')
     ax.set_title(title, fontsize=10)
     ax.axis('off')

@@ -147,11 +147,9 @@ def test_mask_to_image_crops_the_padding_and_upsamples_nearest():
 
 
 def test_overlay_mask_by_hand():
-    img = np.full((2, 2, 3), 100, np.uint8)
-    got = overlay_mask(img, np.array([[1.0, 0.0], [0.0, 0.7]]), color=(200, 0, 50), alpha=0.5, dim=0.3)
-    np.testing.assert_array_equal(got[0, 0], [150, 50, 75])
-    np.testing.assert_array_equal(got[1, 1], [150, 50, 75])
-    np.testing.assert_array_equal(got[0, 1], [30, 30, 30])
+    img = np.array([[[100, 50, 0], [0, 0, 0]], [[10, 20, 30], [255, 255, 255]]], np.uint8)
+    got = overlay_mask(img, np.array([[1.0, 0.0], [0.0, 0.7]]), dim=0.5, shade=(20, 40, 60))
+    np.testing.assert_array_equal(got, [[[100, 50, 0], [10, 20, 30]], [[15, 30, 45], [255, 255, 255]]])
     with pytest.raises(ValueError, match='differ in size'):
         overlay_mask(img, np.ones((3, 2)))
 
