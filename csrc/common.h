@@ -2,7 +2,12 @@
 // that the CPU and CUDA kernels share, and the argument checks both use.
 #pragma once
 
-#include <torch/types.h>
+// Light headers (the tensor class and the few ops used) keep the build, nvcc's device passes
+// included, well under the cost of <torch/types.h>.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/zeros.h>
 
 #if defined(__CUDACC__)
 #define HOST_DEVICE __host__ __device__

@@ -3,6 +3,8 @@
 // -> + bias -> ReLU. Patch rows are ordered (ky, kx, c) to match weight.permute(0, 2, 3, 1).
 #pragma once
 
+#include <ATen/ops/mm.h>
+
 #include "common.h"
 
 namespace sai_det {

@@ -1,6 +1,7 @@
 // CPU: patches gathered straight from the channels-last feature map, only at the active
 // positions, in chunks of rows (bounded memory) -> at::mm with a fused bias/ReLU epilogue.
 // Half types are gathered into float32 and multiplied in float32.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

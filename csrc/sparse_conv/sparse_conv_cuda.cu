@@ -1,6 +1,7 @@
 // CUDA: one thread per patch element (row, tap, channel) gathers from the channels-last map
 // (rows past count are zero), then cuBLAS GEMM with the fused bias/ReLU epilogue. Works on all
 // N_max = indices.size(0) rows so that nothing waits for count on the host.
+#include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>

@@ -1,5 +1,6 @@
 // CPU: per active position and tap, the four bilinear corners are found once and blended over
 // the contiguous channels of the channels-last map; then GEMM + fused epilogue in chunks.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

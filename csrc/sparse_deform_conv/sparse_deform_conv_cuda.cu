@@ -1,6 +1,7 @@
 // CUDA: one thread per patch element (row, tap, channel) samples the channels-last map
 // bilinearly at the offset point (rows past count are zero), then cuBLAS GEMM with the fused
 // bias/ReLU epilogue, over all N_max rows (no host sync).
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>

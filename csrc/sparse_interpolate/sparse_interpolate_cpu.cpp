@@ -1,6 +1,7 @@
 // CPU: a position -> row map, then per output position a walk over the active positions of its
 // window (skipped where m = 1), accumulating over the contiguous channels of each row; the
 // epilogue writes the channels-last output. Accumulates half types in float32.
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

@@ -1,6 +1,7 @@
 // CUDA: a position -> row map (from the first count indices), then one thread per output
 // element (position, channel), channel fastest, walking the window of its position; no host
 // sync (sigma is read on the device).
+#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>

@@ -35,3 +35,8 @@ def backend_summary():
         return 'mmdet.ops: pure-PyTorch reference ops (compiled extension not built)'
     cuda = 'CUDA' if getattr(ext(), 'WITH_CUDA', False) else 'no CUDA'
     return f'mmdet.ops: compiled extension ({cuda}; torch {torch.__version__})'
+
+
+# The op wrappers (after ext() above, which they use); mmdet.ops.triton is imported lazily.
+from . import interpolation, sparse_reference  # noqa: E402, F401
+from .sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate  # noqa: E402, F401

@@ -73,8 +73,18 @@ def test_dense_fallback_gives_the_same_result(monkeypatch):
     x = torch.randn(1, 8, 10, 10, generator=gen)
     mask1, mask2 = make_mask('full', 1, 10, 10, gen), make_mask('random', 1, 5, 5, gen)
     expected = _dense_masked(block, x, mask1, mask2)
+    dense_calls = []
+    dense_conv = sparse_exec.sparse_reference.sparse_conv
+    monkeypatch.setattr(
+        sparse_exec.sparse_reference,
+        'sparse_conv',
+        lambda *a: dense_calls.append(a[1].shape) or dense_conv(*a),
+    )
+    assert_close(sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
+    assert dense_calls == []  # mask1 is full, but 1x1 convs have no fallback; mask2 is sparse
     monkeypatch.setattr(sparse_exec, 'DENSE_FALLBACK_DENSITY', {1: 0.0, 3: 0.0})  # always dense
     assert_close(sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
+    assert dense_calls == [block.conv1.weight.shape, block.conv2.weight.shape]
 
 
 def test_fold_bn_matches_eval_batchnorm():

@@ -315,3 +315,16 @@ def test_reference_fallback_matches_dense_conv():
     # zero offsets: deformable == plain conv
     zero = torch.zeros(idx.numel(), 18)
     assert torch.allclose(ref.sparse_deform_conv(x, zero, weight, idx, cnt, 2, 1, 1), rows, atol=1e-5)
+
+
+def test_dispatch_falls_back_to_references_without_the_extension(monkeypatch):
+    x = torch.randn(1, 2, 4, 4)
+    if has_ops():
+        assert sparse._impl('sparse_conv', x) is torch.ops.sai_det.sparse_conv
+    monkeypatch.setattr(sparse, 'ext', lambda: None)
+    for name in ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate'):
+        assert sparse._impl(name, x) is getattr(ref, name)
+    mask = make_mask('random', 1, 4, 4, torch.Generator().manual_seed(0))
+    idx, cnt = sparse.active_positions(mask)
+    rows = sparse.sparse_conv(x, torch.ones(3, 2, 1, 1), idx, cnt)
+    assert torch.allclose(rows, x.sum(1).flatten()[idx.long(), None].expand(-1, 3))

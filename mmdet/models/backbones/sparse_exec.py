@@ -17,8 +17,9 @@ import torch
 from mmdet.ops import sparse_reference
 from mmdet.ops.sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
 
-# Mask density above which a plain conv runs densely on the CPU, by kernel size.
-DENSE_FALLBACK_DENSITY = {1: 0.95, 3: 0.8}
+# Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
+# the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
+DENSE_FALLBACK_DENSITY = {3: 0.9}
 
 
 def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, torch.Tensor]:
