@@ -191,7 +191,7 @@ def write_tables(rows, work_root, title):
     ]
     lines += [
         f'| {r["sparse_loss_weight"]:g} | {100 * r["bbox_mAP"]:.1f} | {100 * r["bbox_mAP_50"]:.1f} '
-        f'| {100 * r["bbox_mAP_75"]:.1f} | {r["gflops"]:.2f} | {r["mean_density_conv1"]:.3f} '
+        f'| {100 * r["bbox_mAP_75"]:.1f} | {r["gflops"]:.4g} | {r["mean_density_conv1"]:.3f} '
         f'| {r["mean_density_conv2"]:.3f} |'
         for r in rows
     ]

@@ -91,8 +91,8 @@ def compose_grid(panels, labels):
 
 
 def save_rgb(path, img):
-    """Write an RGB uint8 array as a PNG (raises OSError when it cannot)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+    """Write an RGB uint8 array as a PNG, maximally compressed (raises OSError when it cannot)."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f'could not write {path}')
 
 
@@ -115,8 +115,8 @@ def save_density_bars(path, block_names, densities, title):
     d = np.asarray(densities, dtype=np.float64).reshape(len(block_names), 2)
     x = np.arange(len(block_names))
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(block_names) + 2), 3.5))
-    ax.bar(x - 0.2, d[:, 0], 0.4, label='mask1 (conv1)')
-    ax.bar(x + 0.2, d[:, 1], 0.4, label='mask2 (conv2, conv3)')
+    ax.bar(x - 0.2, d[:, 0], 0.4, label='mask1')
+    ax.bar(x + 0.2, d[:, 1], 0.4, label='mask2')
     ax.set_xticks(x, block_names, rotation=90, fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel('density')

@@ -126,7 +126,7 @@ def test_collect_evaluates_and_writes_the_tables(base_config, tmp_path):
     assert [float(r['mean_density_conv2']) for r in rows] == pytest.approx([0.6, 0.375])
     table = (root / 'sweep.md').read_text().splitlines()
     assert table[-2:] == [
-        '| 0 | 100.0 | 100.0 | 100.0 | 12.50 | 0.800 | 0.600 |',
+        '| 0 | 100.0 | 100.0 | 100.0 | 12.5 | 0.800 | 0.600 |',
         '| 0.02 | 50.5 | 60.0 | 50.5 | 7.25 | 0.375 | 0.375 |',
     ]
     plot = cv2.imread(str(root / 'sweep.png'))
