@@ -3,8 +3,9 @@
 The CPU kernels are always built. The CUDA kernels are added when torch was built with
 CUDA and nvcc is found (CUDA_HOME, defaulting to /usr/local/cuda when that exists), or when
 FORCE_CUDA=1. MMDET_BUILD_OPS=0 skips the ops (tools/setup_env.sh installs the package
-that way, then builds them in place, incrementally, with ``setup.py build_ext --inplace``). A machine with no compiler for the ops still installs the package: it then
-runs on the pure-PyTorch reference paths (mmdet.ops says which path it uses).
+that way, then builds them in place, incrementally, with ``setup.py build_ext --inplace``).
+A machine with no compiler for the ops still installs the package: it then runs on the
+pure-PyTorch reference paths (mmdet.ops says which path it uses).
 """
 
 import glob
@@ -39,7 +40,7 @@ def _extensions():
     cuda_sources = sorted(glob.glob(f'{CSRC}/**/*.cu', recursive=True))
     with_cuda = bool(cuda_sources) and (
         os.environ.get('FORCE_CUDA') == '1'
-        or (torch.version.cuda is not None and cuda_home is not None and os.path.exists(f'{cuda_home}/bin/nvcc'))
+        or (torch.version.cuda is not None and cuda_home and os.path.exists(f'{cuda_home}/bin/nvcc'))
     )
     if with_cuda:
         os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
@@ -48,11 +49,21 @@ def _extensions():
     if with_cuda:
         extra['nvcc'] = ['-O3', '-std=c++20', '--expt-relaxed-constexpr']
         macros.append(('WITH_CUDA', None))
-        ext = CUDAExtension('mmdet._ext', cpu_sources + cuda_sources, include_dirs=[os.path.abspath(CSRC)],
-                            define_macros=macros, extra_compile_args=extra)
+        ext = CUDAExtension(
+            'mmdet._ext',
+            cpu_sources + cuda_sources,
+            include_dirs=[os.path.abspath(CSRC)],
+            define_macros=macros,
+            extra_compile_args=extra,
+        )
     else:
-        ext = CppExtension('mmdet._ext', cpu_sources, include_dirs=[os.path.abspath(CSRC)],
-                           define_macros=macros, extra_compile_args=extra)
+        ext = CppExtension(
+            'mmdet._ext',
+            cpu_sources,
+            include_dirs=[os.path.abspath(CSRC)],
+            define_macros=macros,
+            extra_compile_args=extra,
+        )
     print(f'[setup.py] building mmdet._ext with {"CPU + CUDA" if with_cuda else "CPU only"} kernels')
     return [ext], {'build_ext': BuildExtension.with_options(use_ninja=shutil.which('ninja') is not None)}
 
