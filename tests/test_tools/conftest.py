@@ -7,15 +7,13 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import toy_detector  # noqa: E402,F401  (registers ToyDetector / ToyDataset)
+from tool_helpers import REPO, TOY_CONFIG  # noqa: E402
 
 from mmdet.utils import get_root_logger, load_config  # noqa: E402
-
-TOY_CONFIG = HERE / 'toy_config.py'
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
-from test_tools_cli import _free_port, _tool
+from tool_helpers import REPO, free_port, load_tool
 
 from mmdet.datasets.demo import make_demo_data
 
@@ -40,7 +39,7 @@ def test_resume_matches_the_uninterrupted_run(tmp_path, demo_options):
 
     def train(work_dir, *args, epochs=1):
         options = [*demo_options, f'total_epochs={epochs}']
-        _tool('train').main(
+        load_tool('train').main(
             [CONFIG, '--work-dir', str(work_dir), '--device', 'cpu', *args, '--cfg-options', *options]
         )
 
@@ -61,7 +60,7 @@ def test_resume_matches_the_uninterrupted_run(tmp_path, demo_options):
 def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
     work = tmp_path / 'work'
     deterministic = ['model.backbone.sampling=deterministic']
-    tool_env['PORT'] = _free_port()
+    tool_env['PORT'] = free_port()
     train = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), CONFIG, '2', '--work-dir', str(work), '--seed', '1',
          '--validate', '--device', 'cpu', '--cfg-options', *demo_options],
@@ -74,7 +73,7 @@ def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
     assert len(torch.load(work / 'latest.pth', weights_only=True)['meta']['rng_states']) == 2
 
     out = tmp_path / 'dist.pkl'
-    tool_env['PORT'] = _free_port()
+    tool_env['PORT'] = free_port()
     test = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_test.sh'), CONFIG, str(work / 'latest.pth'), '2',
          '--out', str(out), '--eval', 'bbox', '--device', 'cpu',
@@ -89,7 +88,7 @@ def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
 
     # the same checkpoint in one process: the same detections in the same (dataset) order
     single = tmp_path / 'single.pkl'
-    _tool('test').main([CONFIG, str(work / 'latest.pth'), '--out', str(single), '--device', 'cpu',
+    load_tool('test').main([CONFIG, str(work / 'latest.pth'), '--out', str(single), '--device', 'cpu',
                         '--cfg-options', *demo_options, *deterministic])  # fmt: skip
     dist_results, single_results = pickle.loads(out.read_bytes()), pickle.loads(single.read_bytes())
     assert len(dist_results) == len(single_results) == 5

@@ -5,9 +5,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import REPO, TOY_CONFIG
-from test_tools_cli import _free_port
-from test_train_loop import _train
+from tool_helpers import REPO, TOY_CONFIG, free_port, train_toy
 
 pytestmark = [
     pytest.mark.gpu,
@@ -18,19 +16,19 @@ pytestmark = [
 def test_fp16_on_cuda_saves_and_resumes_the_grad_scaler(toy_cfg, logger):
     toy_cfg.fp16 = dict(enabled=True)
     toy_cfg.total_epochs = 1
-    model = _train(toy_cfg.copy(), logger, device='cuda:0')
+    model = train_toy(toy_cfg.copy(), logger, device='cuda:0')
     assert next(model.parameters()).is_cuda
     ckpt = torch.load(os.path.join(toy_cfg.work_dir, 'latest.pth'), weights_only=True)
     assert ckpt['scaler']['scale'] > 0
     assert len(ckpt['meta']['rng_states'][0]['cuda']) == torch.cuda.device_count()
     toy_cfg.total_epochs = 2
     toy_cfg.auto_resume = True
-    assert len(_train(toy_cfg, logger, device='cuda:0').history) == 3
+    assert len(train_toy(toy_cfg, logger, device='cuda:0').history) == 3
 
 
 def test_one_gpu_nccl_run(tmp_path, tool_env):
     tool_env.pop('CUDA_VISIBLE_DEVICES')
-    tool_env['PORT'] = _free_port()
+    tool_env['PORT'] = free_port()
     work = tmp_path / 'work'
     run = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(TOY_CONFIG), '1', '--work-dir', str(work),

@@ -2,38 +2,23 @@
 scripts run the real demo config in test_demo_e2e.py)."""
 
 import hashlib
-import importlib.util
 import os
 import pickle
-import socket
 
 import pytest
 import torch
-from conftest import REPO, TOY_CONFIG
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return str(s.getsockname()[1])
+from tool_helpers import TOY_CONFIG, load_tool
 
 
 def test_train_then_test_single_process(tmp_path, capsys):
     work = tmp_path / 'work'
-    _tool('train').main(
+    load_tool('train').main(
         [str(TOY_CONFIG), '--work-dir', str(work), '--seed', '3', '--validate', '--device', 'cpu',
          '--cfg-options', 'total_epochs=1']
     )  # fmt: skip
     assert {'epoch_1.pth', 'latest.pth', 'toy_config.py'} <= set(os.listdir(work))
     out = tmp_path / 'results.pkl'
-    _tool('test').main([str(TOY_CONFIG), str(work / 'latest.pth'), '--out', str(out), '--eval', 'bbox'])
+    load_tool('test').main([str(TOY_CONFIG), str(work / 'latest.pth'), '--out', str(out), '--eval', 'bbox'])
     results = pickle.loads(out.read_bytes())
     assert [float(r[0][0, 0]) for r in results] == [0, 1, 2, 3, 4]
     assert 'bbox_mAP: 1.0' in capsys.readouterr().out
@@ -41,7 +26,7 @@ def test_train_then_test_single_process(tmp_path, capsys):
 
 
 def test_unknown_cfg_option_is_an_error(tmp_path):
-    train = _tool('train')
+    train = load_tool('train')
     with pytest.raises(KeyError, match=r"optimizer has no key 'lrr'; did you mean 'optimizer.lr'"):
         train.main([str(TOY_CONFIG), '--work-dir', str(tmp_path), '--cfg-options', 'optimizer.lrr=0.1'])
     with pytest.raises(
@@ -65,13 +50,13 @@ def test_cfg_options_merge_into_lists_and_nested_keys():
 
 def test_missing_files_and_bad_launcher(tmp_path):
     with pytest.raises(FileNotFoundError, match='config file .*nope.py.* does not exist'):
-        _tool('train').main([str(tmp_path / 'nope.py')])
+        load_tool('train').main([str(tmp_path / 'nope.py')])
     with pytest.raises(FileNotFoundError, match='checkpoint .*missing.pth.* does not exist'):
-        _tool('test').main([str(TOY_CONFIG), str(tmp_path / 'missing.pth')])
+        load_tool('test').main([str(TOY_CONFIG), str(tmp_path / 'missing.pth')])
     for key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
         os.environ.pop(key, None)
     with pytest.raises(RuntimeError, match='needs the torchrun environment; RANK, LOCAL_RANK'):
-        _tool('train').main([str(TOY_CONFIG), '--launcher', 'pytorch', '--device', 'cpu'])
+        load_tool('train').main([str(TOY_CONFIG), '--launcher', 'pytorch', '--device', 'cpu'])
 
 
 def test_publish_model(tmp_path):
@@ -84,7 +69,7 @@ def test_publish_model(tmp_path):
         ),
         ckpt,
     )
-    final = _tool('publish_model').publish(str(ckpt), str(tmp_path / 'model.pth'))
+    final = load_tool('publish_model').publish(str(ckpt), str(tmp_path / 'model.pth'))
     data = open(final, 'rb').read()
     assert os.path.basename(final) == f'model-{hashlib.sha256(data).hexdigest()[:8]}.pth'
     assert sorted(os.listdir(tmp_path)) == ['in.pth', os.path.basename(final)]

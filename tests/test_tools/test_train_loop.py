@@ -6,54 +6,38 @@ import os
 import pytest
 import torch
 from mmengine.runner import load_checkpoint
+from tool_helpers import SEED, train_toy
 
-from mmdet.apis.train import train_detector
-from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
-from mmdet.utils import set_random_seed
-
-SEED = 7
-
-
-def _train(cfg, logger, seed=SEED, val=False, device='cpu'):
-    set_random_seed(seed)
-    model = build_detector(cfg.model)
-    loader = build_dataloader(build_dataset(cfg.data.train), 2, 0, shuffle=True, seed=SEED)
-    val_loader = (
-        build_dataloader(build_dataset(cfg.data.val, dict(test_mode=True)), 1, 0, shuffle=False)
-        if val
-        else None
-    )
-    return train_detector(model, loader, cfg, val_loader=val_loader, device=device, logger=logger)
 
 
 def test_resume_gives_the_uninterrupted_losses(toy_cfg, logger, tmp_path):
-    full = _train(toy_cfg.copy(), logger).history  # 2 epochs of 3 iterations
+    full = train_toy(toy_cfg.copy(), logger).history  # 2 epochs of 3 iterations
     assert len(full) == 6
 
     first = toy_cfg.copy()
     first.work_dir = str(tmp_path / 'first')
     first.total_epochs = 1
-    _train(first, logger)
+    train_toy(first, logger)
     resumed = toy_cfg.copy()
     resumed.work_dir = first.work_dir
     resumed.resume_from = os.path.join(first.work_dir, 'epoch_1.pth')
     # a different seed: weights, dropout, numpy and python random all differ unless restored
-    second = _train(resumed, logger, seed=SEED + 1).history
+    second = train_toy(resumed, logger, seed=SEED + 1).history
     assert second == full[3:]
 
     auto = toy_cfg.copy()
     auto.work_dir = first.work_dir
     auto.auto_resume = True
     auto.total_epochs = 3
-    third = _train(auto, logger, seed=SEED + 2).history  # latest.pth is epoch 2 now
+    third = train_toy(auto, logger, seed=SEED + 2).history  # latest.pth is epoch 2 now
     assert len(third) == 3
     assert torch.load(os.path.join(first.work_dir, 'latest.pth'), weights_only=True)['meta']['epoch'] == 3
 
 
 def test_checkpoint_is_atomic(toy_cfg, logger, monkeypatch):
     toy_cfg.total_epochs = 1
-    _train(toy_cfg.copy(), logger)
+    train_toy(toy_cfg.copy(), logger)
     latest = os.path.join(toy_cfg.work_dir, 'latest.pth')
     before = open(latest, 'rb').read()
 
@@ -64,7 +48,7 @@ def test_checkpoint_is_atomic(toy_cfg, logger, monkeypatch):
     toy_cfg.total_epochs = 2
     toy_cfg.resume_from = os.path.join(toy_cfg.work_dir, 'epoch_1.pth')
     with pytest.raises(KeyboardInterrupt):
-        _train(toy_cfg, logger)
+        train_toy(toy_cfg, logger)
     monkeypatch.undo()
     assert sorted(os.listdir(toy_cfg.work_dir)) == ['epoch_1.pth', 'latest.pth']
     assert open(latest, 'rb').read() == before
@@ -74,7 +58,7 @@ def test_checkpoint_is_atomic(toy_cfg, logger, monkeypatch):
 
 def test_checkpoint_contents(toy_cfg, logger):
     toy_cfg.total_epochs = 1
-    model = _train(toy_cfg, logger)
+    model = train_toy(toy_cfg, logger)
     ckpt = torch.load(os.path.join(toy_cfg.work_dir, 'epoch_1.pth'), weights_only=True)
     assert set(ckpt) == {'meta', 'state_dict', 'optimizer'}
     assert ckpt['meta']['epoch'] == 1 and ckpt['meta']['iter'] == 3
@@ -88,7 +72,7 @@ def test_checkpoint_contents(toy_cfg, logger):
 def test_nan_loss_stops_with_the_term_named(toy_cfg, logger):
     toy_cfg.model.nan_at_iter = 4
     with pytest.raises(FloatingPointError, match=r'epoch 2, iteration 5: loss_b=nan, loss=nan'):
-        _train(toy_cfg, logger)
+        train_toy(toy_cfg, logger)
     assert os.path.isfile(os.path.join(toy_cfg.work_dir, 'epoch_1.pth'))
 
 
@@ -96,7 +80,7 @@ def test_validation_and_tensorboard(toy_cfg, logger, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     toy_cfg.log_config.hooks = [dict(type='TextLoggerHook'), dict(type='TensorboardLoggerHook')]
-    _train(toy_cfg, logger, val=True)
+    train_toy(toy_cfg, logger, val=True)
     log = open(tmp_path / 'train.log').read()
     assert 'Epoch(2) val: val/bbox_mAP: 1.0000, val/num_results: 5.0000' in log
     assert 'Epoch [1][3/3]' in log
@@ -111,12 +95,12 @@ def test_validation_and_tensorboard(toy_cfg, logger, tmp_path):
 
 def test_load_from_takes_weights_but_starts_at_epoch_0(toy_cfg, logger, tmp_path):
     toy_cfg.total_epochs = 1
-    trained = _train(toy_cfg.copy(), logger)
+    trained = train_toy(toy_cfg.copy(), logger)
     finetune = toy_cfg.copy()
     finetune.work_dir = str(tmp_path / 'finetune')
     finetune.load_from = os.path.join(toy_cfg.work_dir, 'epoch_1.pth')
     finetune.optimizer.lr = 0.0  # no update: the weights stay the loaded ones
-    model = _train(finetune, logger, seed=SEED + 1)
+    model = train_toy(finetune, logger, seed=SEED + 1)
     assert len(model.history) == 3  # a whole epoch from the start
     assert torch.equal(model.head.weight, trained.head.weight)
     ckpt = torch.load(os.path.join(finetune.work_dir, 'epoch_1.pth'), weights_only=True)
