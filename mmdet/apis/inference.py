@@ -12,6 +12,7 @@ from mmdet.apis.test import to_device
 from mmdet.datasets.collate import collate
 from mmdet.datasets.image_io import read_image
 from mmdet.datasets.pipelines import Compose
+from mmdet.datasets.pipelines.loading import image_results
 from mmdet.models import build_detector
 from mmdet.registry import DATASETS
 from mmdet.utils import load_config
@@ -53,17 +54,7 @@ class LoadImage:
             raise ValueError(
                 f'inference_detector: an image must be a path or an [H, W, 3] array, got {shape}'
             )
-        results.update(
-            filename=filename,
-            img=img,
-            img_id=-1,
-            ori_shape=img.shape,
-            img_shape=img.shape,
-            pad_shape=img.shape,
-            scale_factor=np.ones(4, dtype=np.float32),
-            flip=False,
-        )
-        return results
+        return image_results(results, img, filename, img_id=-1)
 
 
 def inference_detector(model, imgs):

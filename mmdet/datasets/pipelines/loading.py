@@ -11,6 +11,21 @@ from mmdet.datasets.image_io import join_prefix, read_image
 from mmdet.registry import PIPELINES
 
 
+def image_results(results, img, filename, img_id):
+    """Put ``img`` and its meta defaults into ``results`` (the first step of every pipeline)."""
+    results.update(
+        filename=filename,
+        img=img,
+        img_id=img_id,
+        ori_shape=img.shape,
+        img_shape=img.shape,
+        pad_shape=img.shape,
+        scale_factor=np.ones(4, dtype=np.float32),
+        flip=False,
+    )
+    return results
+
+
 @PIPELINES.register_module()
 class LoadImageFromFile:
     """Add ``img`` (uint8 BGR ``[H, W, 3]``), ``filename``, ``img_id`` and the image-meta defaults.
@@ -24,18 +39,7 @@ class LoadImageFromFile:
     def __call__(self, results):
         info = results['img_info']
         filename = join_prefix(results['img_prefix'], info['file_name'])
-        img = read_image(filename)
-        results.update(
-            filename=filename,
-            img=img,
-            img_id=int(info['id']),
-            ori_shape=img.shape,
-            img_shape=img.shape,
-            pad_shape=img.shape,
-            scale_factor=np.ones(4, dtype=np.float32),
-            flip=False,
-        )
-        return results
+        return image_results(results, read_image(filename), filename, int(info['id']))
 
     def __repr__(self):
         return 'LoadImageFromFile()'
