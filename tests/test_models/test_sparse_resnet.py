@@ -7,7 +7,7 @@ import torch
 
 from mmdet.models import build_backbone
 from mmdet.models.backbones import GumbelSigmoid, MaskDensity, ResNet, SparseResNet
-from mmdet.models.backbones.sparse_resnet import grid_prior
+from mmdet.models.backbones.sparse_resnet import grid_prior, mask_logits
 
 DCN = dict(
     dcn=dict(type='DCN', deformable_groups=1, fallback_on_stride=False),
@@ -374,3 +374,15 @@ def test_imagenet_checkpoint_leaves_sampling_parameters_initialised(tmp_path):
     assert 'layer2.0.conv1_mask.weight' in missing and 'layer4.1.conv2_sigma' in missing
     assert not any(k.endswith(('conv1.weight', 'bn1.bias')) for k in missing)
     assert torch.all(model.layer2[0].conv2_mask.bias == 3.0) and model.layer2[0].conv1_sigma.item() == 3.0
+
+
+@pytest.mark.parametrize('stride1, stride2, size', [(1, 1, (9, 12)), (1, 2, (9, 12)), (2, 2, (8, 13))])
+def test_mask_logits_equal_the_two_mask_convs(stride1, stride2, size):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 5, *size, generator=gen, dtype=torch.float64)
+    convs = [torch.nn.Conv2d(5, 1, 3, stride=s, padding=1).double() for s in (stride1, stride2)]
+    for conv in convs:
+        conv.weight.data.normal_(generator=gen)
+        conv.bias.data.normal_(generator=gen)
+    for got, conv in zip(mask_logits(x, *convs), convs):
+        torch.testing.assert_close(got, conv(x))
