@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmdet.utils.config import load_config  # noqa: E402
-from mmdet.utils.flops import backbone_gflops_from_cfg, input_size, load_densities  # noqa: E402
+from mmdet.utils.flops import backbone_gflops_from_cfg, format_gflops, input_size, load_densities  # noqa: E402
 
 
 def find_img_scale(node):
@@ -52,7 +52,7 @@ def main(argv=None):
     source = f'densities from {args.density_from}' if densities else 'every density 1'
     print(
         f'{Path(args.config).name}: {backbone.type}-{backbone.depth} backbone at r={resolution} '
-        f'({h} x {w}), {source}: {gflops:.2f} GFLOPs'
+        f'({h} x {w}), {source}: {format_gflops(gflops)} GFLOPs'
     )
     return gflops
 

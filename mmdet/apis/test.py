@@ -5,6 +5,7 @@ from mmengine.dist import collect_results, get_dist_info
 from tqdm import tqdm
 
 from mmdet.utils import backbone_gflops_from_cfg
+from mmdet.utils.flops import format_gflops
 
 
 def to_device(batch, device):
@@ -71,5 +72,5 @@ def format_density_table(report):
     """The per-block density table and the GFLOPs as printable text."""
     lines = ['block  density(conv1)  density(conv2)']
     lines += [f'{i:5d}  {d1:14.4f}  {d2:14.4f}' for i, (d1, d2) in enumerate(report['densities'])]
-    lines.append(f'backbone GFLOPs: {report["gflops"]:.2f}')
+    lines.append(f'backbone GFLOPs: {format_gflops(report["gflops"])}')
     return '\n'.join(lines)

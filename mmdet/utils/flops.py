@@ -106,6 +106,11 @@ def backbone_gflops_from_cfg(backbone_cfg, resolution, densities=None):
     )
 
 
+def format_gflops(gflops):
+    """Two decimals as in the paper's table (289.47), four significant digits below 10 (0.04243)."""
+    return f'{gflops:.2f}' if gflops >= 10 else f'{gflops:.4g}'
+
+
 def dump_densities(densities, path):
     """Write per-block densities as ``{"densities": [[d1, d2], ...]}`` (read by tools/get_flops.py)."""
     with open(path, 'w') as f:

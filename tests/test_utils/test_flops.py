@@ -12,6 +12,7 @@ from mmdet.utils.flops import (
     backbone_gflops,
     backbone_gflops_from_cfg,
     dump_densities,
+    format_gflops,
     input_size,
     load_densities,
 )
@@ -133,3 +134,10 @@ def test_get_flops_tool(tmp_path, capsys):
     expected = backbone_gflops(101, 1000, [(0.5, 0.25)] * 33, DCN, sparse=True)
     assert main([str(sparse), '--density-from', str(path)]) == pytest.approx(expected)
     assert 'densities from' in capsys.readouterr().out
+
+
+def test_format_gflops_keeps_small_models_readable():
+    assert format_gflops(289.474551808) == '289.47'
+    assert format_gflops(70.0259) == '70.03'
+    assert format_gflops(0.0424312) == '0.04243'
+    assert format_gflops(0.1106) == '0.1106'
