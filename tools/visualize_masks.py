@@ -81,31 +81,16 @@ def run_with_masks(model, data, seed):
     """One detector forward on a collated batch of one image, capturing every block's masks.
 
     Returns (detections, {block: dict(mask1, mask2, p1, p2)}), arrays ``[h, w]`` on the block's
-    grids: the eval masks (``block.last_masks``) and p = sigmoid of the mask convs' outputs.
+    grids: the eval masks and probabilities (``block.last_masks``, ``block.last_probs``).
     """
     blocks = sparse_blocks(model.backbone)
-    probs, handles = {name: {} for name in blocks}, []
-
-    def keep_probs(name, key):
-        def hook(_module, _inputs, logits):
-            probs[name][key] = torch.sigmoid(logits)
-
-        return hook
-
-    for name, block in blocks.items():
-        handles.append(block.conv1_mask.register_forward_hook(keep_probs(name, 'p1')))
-        handles.append(block.conv2_mask.register_forward_hook(keep_probs(name, 'p2')))
     model.backbone.set_sampling_seed(seed)
-    try:
-        with torch.no_grad():
-            result = model(return_loss=False, rescale=True, **data)[0]
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad():
+        result = model(return_loss=False, rescale=True, **data)[0]
     captured = {}
     for name, block in blocks.items():
-        mask1, mask2 = block.last_masks
-        tensors = dict(mask1=mask1, mask2=mask2, **probs[name])
+        (mask1, mask2), (p1, p2) = block.last_masks, block.last_probs
+        tensors = dict(mask1=mask1, mask2=mask2, p1=p1, p2=p2)
         captured[name] = {k: v[0, 0].float().cpu().numpy() for k, v in tensors.items()}
     return result, captured
 

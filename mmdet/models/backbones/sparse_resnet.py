@@ -50,9 +50,9 @@ def mask_logits(x, conv1_mask, conv2_mask):
 class _SparseMasks:
     """Mask predictors, samplers and interpolation sigmas shared by the sparse blocks.
 
-    The block stores ``last_probs = (p1, p2)`` after a training forward (for the sparse loss)
-    and ``last_masks = (mask1, mask2)`` (detached) after an eval forward (for densities, the
-    sparse path and visualisation).
+    The block stores ``last_probs = (p1, p2)`` after every forward (for the sparse loss in
+    training; detached in eval, for visualisation) and ``last_masks = (mask1, mask2)``
+    (detached) after an eval forward (for densities, the sparse path and visualisation).
     """
 
     def _init_masks(
@@ -114,7 +114,7 @@ class _SparseMasks:
         if self.training:
             self.last_probs, self.last_masks = (p1, p2), None
         else:
-            self.last_probs, self.last_masks = None, (mask1.detach(), mask2.detach())
+            self.last_probs, self.last_masks = (p1.detach(), p2.detach()), (mask1.detach(), mask2.detach())
 
 
 class SparseBottleneck(_SparseMasks, Bottleneck):
