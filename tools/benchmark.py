@@ -20,14 +20,22 @@ in the paper's table) whatever the input size, so a density found for 71.4 at r 
 r = 500 too. Inputs are h x w = ``flops.input_size(resolution)`` (500 -> 480 x 832, 1000 -> 992 x 1664),
 channels-last. On the GPU: cudnn.benchmark, and every backbone runs as a CUDA graph (falls back
 to eager if capture fails; the ``graph`` column says which); detectors run eagerly. Weights are
-random (the timing does not depend on them); nothing is downloaded. Latency is the median over
-``--repeats`` timed runs after ``--warmup`` runs, ``spread`` the interquartile range in percent
+random (the timing does not depend on them); nothing is downloaded. All variants of a batch
+size are built and warmed up (``--warmup`` runs each), then timed in turns, one run of each per
+round for ``--repeats`` rounds, so that a machine whose speed drifts slows every variant alike.
+Latency is the median of a variant's timed runs, ``spread`` the interquartile range in percent
 of the median; ``vs_*`` columns are speed-ups (baseline median / this median).
+
+On the CPU, glibc's malloc is told to keep freed memory (``keep_freed_memory``) for every
+variant alike, as a caching allocator (jemalloc, tcmalloc) would: otherwise each large
+intermediate tensor is a fresh mapping whose page faults cost milliseconds (``--system-malloc``
+keeps glibc's defaults).
 """
 
 import argparse
 import copy
 import csv
+import ctypes
 import json
 import os
 import platform
@@ -142,20 +150,27 @@ def _fixed_masks(sample, mask1, mask2):
     return masks
 
 
-def timed(fn, device, warmup, repeats):
-    """Run ``fn`` warmup + repeats times; returns the per-run seconds of the timed runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
+def keep_freed_memory():
+    """Make glibc malloc serve tensors up to 32 MB from the heap and never return freed memory
+    to the system, so that later tensors reuse pages already mapped. Returns False where the C
+    library is not glibc (nothing changed)."""
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # mallopt parameters (malloc.h)
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def time_once(fn, device):
+    """Seconds one call of ``fn`` takes (the GPU synchronised before and after)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def graphed(forward, x, warmup):
@@ -221,8 +236,11 @@ def build(args, cfg, backbone_cfg, device, dtype):
     return model.to(device, dtype).to(memory_format=torch.channels_last).eval()
 
 
-def run_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=None, images=None):
-    """Time one variant at one batch size; returns a result row (dict)."""
+def prepare_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=None, images=None):
+    """Build one variant at one batch size and warm it up; returns (result row, fn to time)."""
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
     model = build(args, cfg, backbone_cfg, device, dtype)
     backbone = model.backbone if args.what == 'detector' else model
     x, metas = make_input(args, batch, device, dtype, images)
@@ -249,27 +267,40 @@ def run_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=None
             return model.simple_test(inp, metas, rescale=True)
     else:
         forward = model
-    fn, row['graph'] = (lambda: forward(x)), False
+    eager, row['graph'] = (lambda: forward(x)), False
+    fn = eager
     with torch.no_grad():
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats()
-            if args.what == 'backbone' and not args.no_graph:
-                try:
-                    fn, row['graph'] = graphed(forward, x, args.warmup), True
-                except Exception as err:  # noqa: BLE001 - report and time eagerly
-                    print(f'[{name} b{batch}] CUDA graph capture failed ({type(err).__name__}: {err}); eager')
-                    torch.cuda.synchronize()
-        times = timed(fn, device, args.warmup, args.repeats)
-    median = statistics.median(times)
-    q = np.percentile(times, [25, 75])
-    row.update(
-        median_ms=1e3 * median,
-        spread_pct=100 * (q[1] - q[0]) / median,
-        min_ms=1e3 * min(times),
-        img_per_s=batch / median,
-        peak_mem_mb=torch.cuda.max_memory_allocated() / 2**20 if device.type == 'cuda' else None,
-    )
-    return row
+        if device.type == 'cuda' and args.what == 'backbone' and not args.no_graph:
+            try:
+                fn, row['graph'] = graphed(forward, x, args.warmup), True
+            except Exception as err:  # noqa: BLE001 - report and time eagerly
+                print(f'[{name} b{batch}] CUDA graph capture failed ({type(err).__name__}: {err}); eager')
+                torch.cuda.synchronize()
+        for _ in range(args.warmup):
+            fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return row, torch.no_grad()(fn)
+
+
+def time_variants(prepared, device, repeats):
+    """Time the prepared (row, fn) pairs in turns, ``repeats`` rounds (so that a machine whose
+    speed drifts slows every variant alike); fills each row's statistics."""
+    times = [[] for _ in prepared]
+    for _ in range(repeats):
+        for run, (_, fn) in zip(times, prepared):
+            run.append(time_once(fn, device))
+    for run, (row, _) in zip(times, prepared):
+        median = statistics.median(run)
+        q = np.percentile(run, [25, 75])
+        row.update(
+            median_ms=1e3 * median,
+            spread_pct=100 * (q[1] - q[0]) / median,
+            min_ms=1e3 * min(run),
+            img_per_s=row['batch'] / median,
+        )
+        row.setdefault('peak_mem_mb', None)
 
 
 def add_ratios(rows):
@@ -385,6 +416,8 @@ def parse_args(argv=None):
     )
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--no-graph', action='store_true', help='time the backbones eagerly on the GPU too')
+    parser.add_argument('--system-malloc', action='store_true',
+                        help="CPU: keep glibc malloc's defaults (see keep_freed_memory)")  # fmt: skip
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='results file, .csv or .json')
     args = parser.parse_args(argv)
@@ -417,6 +450,7 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc_kept = device.type == 'cpu' and not args.system_malloc and keep_freed_memory()
     dtype = DTYPES[args.dtype]
     cfg = load_config(args.config)
     cfgs = variant_cfgs(cfg.model.backbone)
@@ -429,24 +463,27 @@ def main(argv=None):
             raise SystemExit(f'--images: no .jpg/.png files in {args.images}')
     rows = []
     for batch in args.batch:
-        for name in args.variants:
-            if name != 'sparse':
-                rows.append(run_variant(args, cfg, name, cfgs[name], batch, device, dtype, images=images))
-            elif args.masks_from:
-                rows.append(
-                    run_variant(args, cfg, 'sparse@ckpt', cfgs[name], batch, device, dtype, images=images)
-                )
+        jobs = [(name, None) for name in args.variants if name != 'sparse']
+        if 'sparse' in args.variants:
+            if args.masks_from:
+                jobs.append(('sparse@ckpt', None))
             else:
-                for target in args.target_gflops:
-                    label = f'sparse@{target}'
-                    rows.append(
-                        run_variant(args, cfg, label, cfgs[name], batch, device, dtype, target, images)
-                    )
-            print(f'done: {rows[-1]["variant"]} b{batch} {rows[-1]["median_ms"]:.1f} ms', flush=True)
-            if device.type == 'cuda':
-                torch.cuda.empty_cache()
+                jobs += [(f'sparse@{target}', target) for target in args.target_gflops]
+        prepared = []
+        for label, target in jobs:
+            backbone_cfg = cfgs[label.split('@')[0]]
+            prepared.append(
+                prepare_variant(args, cfg, label, backbone_cfg, batch, device, dtype, target, images)
+            )
+            print(f'ready: {label} b{batch}', flush=True)
+        time_variants(prepared, device, args.repeats)
+        rows += [row for row, _ in prepared]
+        del prepared
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()
     add_ratios(rows)
     meta = dict(environment(args, device), config=args.config, what=args.what, dtype=args.dtype)
+    meta.update(malloc='glibc, freed memory kept' if malloc_kept else 'default')
     meta.update(gflops_resolution=args.gflops_resolution, repeats=args.repeats, warmup=args.warmup)
     print(json.dumps(meta, default=str))
     print_table(rows)

@@ -87,6 +87,23 @@ def test_dense_fallback_gives_the_same_result(monkeypatch):
     assert dense_calls == [block.conv1.weight.shape, block.conv2.weight.shape]
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+def test_dense_offsets_give_the_same_result(monkeypatch, stride):
+    gen = torch.Generator().manual_seed(7)
+    block = _block(16, 4, stride, True, gen)
+    x = torch.randn(1, 16, 9, 11, generator=gen)
+    mask1 = make_mask('random', 1, 9, 11, gen)
+    mask2 = make_mask('random', 1, (9 - 1) // stride + 1, (11 - 1) // stride + 1, gen)
+    expected = _dense_masked(block, x, mask1, mask2)
+    tap_calls = []
+    tap_conv = sparse_exec.tap_conv3x3
+    monkeypatch.setattr(sparse_exec, 'tap_conv3x3', lambda *a: tap_calls.append(a[1].shape) or tap_conv(*a))
+    for density in (1.0, 0.0):  # never / always dense where allowed (stride 1 only)
+        monkeypatch.setattr(sparse_exec, 'DENSE_OFFSET_DENSITY', density)
+        assert_close(sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
+    assert tap_calls == ([block.conv2_offset.weight.shape] if stride == 1 else [])
+
+
 def test_fold_bn_matches_eval_batchnorm():
     gen = torch.Generator().manual_seed(5)
     bn = nn.BatchNorm2d(3).eval()

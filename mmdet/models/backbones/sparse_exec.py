@@ -8,18 +8,23 @@ and the ReLU in one epilogue. conv3 is 1x1 and the interpolation linear, so this
 dense-masked block output, positions with no sampled neighbour included.
 
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
-densely (channels-last conv, then its rows are picked), which is faster there; see docs/ops.md
-for how the thresholds were measured. Deformable convolutions always run sparse.
+densely (channels-last conv, then its rows are picked), and so does the stride-1 offset conv
+above ``DENSE_OFFSET_DENSITY`` (as one GEMM over its taps, ``tap_conv3x3``), which is faster
+there; docs/ops.md has the measurements. Deformable convolutions always run sparse.
 """
 
 import torch
 
 from mmdet.ops import sparse_reference
 from mmdet.ops.sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
+from mmdet.ops.tap_conv import tap_conv3x3
 
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
 # the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
 DENSE_FALLBACK_DENSITY = {3: 0.9}
+# Mask density above which the stride-1 3x3 offset conv (Cin -> 18) runs densely on the CPU: its
+# sparse kernel gathers 9 Cin-wide patches per position for only 18 outputs.
+DENSE_OFFSET_DENSITY = 0.3
 
 
 def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +61,16 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
     return impl(x, conv.weight, indices, count, *_geometry(conv, name), scale, bias, relu)
 
 
+def _offset_rows(conv, x, indices, count, mask):
+    """Rows [N, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask."""
+    stride, padding, dilation = _geometry(conv, 'conv2_offset')
+    dense = (stride, padding, dilation) == (1, 1, 1) and count.item() > DENSE_OFFSET_DENSITY * mask.numel()
+    if mask.is_cuda or not dense:
+        return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
+    offset = tap_conv3x3(x, conv.weight, conv.bias)  # [B, 18, H, W]
+    return offset.permute(0, 2, 3, 1).reshape(-1, offset.shape[1])[indices.long()]
+
+
 @torch.no_grad()
 def sparse_bottleneck_forward(
     block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor
@@ -80,9 +95,7 @@ def sparse_bottleneck_forward(
     idx2, cnt2 = active_positions(mask2)
     scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
     if block.with_dcn:
-        offset = _conv_rows(
-            block.conv2_offset, 'conv2_offset', x, idx2, cnt2, mask2, None, block.conv2_offset.bias, False
-        )
+        offset = _offset_rows(block.conv2_offset, x, idx2, cnt2, mask2)
         geometry = _geometry(block.conv2, 'conv2')
         rows2 = sparse_deform_conv(h1, offset, block.conv2.weight, idx2, cnt2, *geometry, scale2, bias2, True)
     else:

@@ -6,10 +6,10 @@ conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mmdet.ops import has_ops
 from mmdet.ops.interpolation import interpolate_dense
+from mmdet.ops.tap_conv import tap_conv3x3
 from mmdet.registry import BACKBONES
 
 from .gumbel import GumbelSigmoid
@@ -30,19 +30,13 @@ def grid_prior(height, width, interval, device):
 
 
 def mask_logits(x, conv1_mask, conv2_mask):
-    """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one GEMM.
-
-    A 1x1 conv with the 18 taps as outputs (channel 9 m + 3 i + j is tap (i, j) of mask m),
-    then 9 shifted adds: far faster than two single-output convs on the CPU. A stride-s conv's
+    """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one GEMM
+    (``tap_conv3x3``: far faster than two single-output convs on the CPU). A stride-s conv's
     output is the stride-1 output at every s-th position. Returns the two logit maps
     (Tensor[B, 1, ceil(H / s), ceil(W / s)] at each conv's stride s).
     """
     weight = torch.cat([conv1_mask.weight, conv2_mask.weight])  # [2, Cin, 3, 3]
-    taps = F.conv2d(x, weight.permute(0, 2, 3, 1).reshape(18, -1, 1, 1))
-    taps = F.pad(taps, (1, 1, 1, 1))
-    height, width = x.shape[-2:]
-    logits = sum(taps[:, k::9, k // 3 : k // 3 + height, k % 3 : k % 3 + width] for k in range(9))
-    logits = logits + torch.cat([conv1_mask.bias, conv2_mask.bias]).view(1, 2, 1, 1)
+    logits = tap_conv3x3(x, weight, torch.cat([conv1_mask.bias, conv2_mask.bias]))
     s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
     return logits[:, :1, ::s1, ::s1], logits[:, 1:, ::s2, ::s2]
 
