@@ -10,10 +10,12 @@ dense-masked block output, positions with no sampled neighbour included.
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
 densely (channels-last conv, then its rows are picked), and so does the stride-1 offset conv
 above ``DENSE_OFFSET_DENSITY`` (as one GEMM over its taps, ``tap_conv3x3``), which is faster
-there; docs/ops.md has the measurements. Deformable convolutions always run sparse.
+there; on the GPU the offset conv always runs densely (cuDNN). docs/ops.md and
+docs/benchmarks.md have the measurements. Deformable convolutions always run sparse.
 """
 
 import torch
+import torch.nn.functional as F
 
 from mmdet.ops import sparse_reference
 from mmdet.ops.sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
@@ -62,13 +64,21 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
 
 
 def _offset_rows(conv, x, indices, count, mask):
-    """Rows [N, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask."""
+    """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask.
+
+    Computed densely and picked where that is cheaper: always on the GPU (cuDNN's conv with 18
+    outputs beat the sparse kernel at every density measured, docs/benchmarks.md), and on the
+    CPU for stride 1 above ``DENSE_OFFSET_DENSITY`` (as one GEMM over the taps).
+    """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
-    dense = (stride, padding, dilation) == (1, 1, 1) and count.item() > DENSE_OFFSET_DENSITY * mask.numel()
-    if mask.is_cuda or not dense:
+    if x.is_cuda:
+        dense = F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
+    elif (stride, padding, dilation) == (1, 1, 1) and count.item() > DENSE_OFFSET_DENSITY * mask.numel():
+        dense = tap_conv3x3(x, conv.weight, conv.bias)
+    else:
         return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
-    offset = tap_conv3x3(x, conv.weight, conv.bias)  # [B, 18, H, W]
-    return offset.permute(0, 2, 3, 1).reshape(-1, offset.shape[1])[indices.long()]
+    rows = dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
+    return rows[indices.long().clamp_(0, rows.shape[0] - 1)]  # on CUDA, entries past count are unspecified
 
 
 @torch.no_grad()
