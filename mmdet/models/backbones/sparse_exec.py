@@ -67,8 +67,9 @@ def _offset_rows(conv, x, indices, count, mask):
     """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask.
 
     Computed densely and picked where that is cheaper: always on the GPU (cuDNN's conv with 18
-    outputs beat the sparse kernel at every density measured, docs/benchmarks.md), and on the
-    CPU for stride 1 above ``DENSE_OFFSET_DENSITY`` (as one GEMM over the taps).
+    outputs was as fast as the sparse kernel or up to 3x faster in every case of the kernel
+    table in docs/benchmarks.md), and on the CPU for stride 1 above ``DENSE_OFFSET_DENSITY``
+    (as one GEMM over the taps).
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
     if x.is_cuda:
