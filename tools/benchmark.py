@@ -267,8 +267,7 @@ def prepare_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=
             return model.simple_test(inp, metas, rescale=True)
     else:
         forward = model
-    eager, row['graph'] = (lambda: forward(x)), False
-    fn = eager
+    fn, row['graph'] = (lambda: forward(x)), False
     with torch.no_grad():
         if device.type == 'cuda' and args.what == 'backbone' and not args.no_graph:
             try:
