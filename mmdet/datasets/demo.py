@@ -1,10 +1,17 @@
-"""A small synthetic COCO-format detection set: coloured shapes on textured backgrounds.
+"""A small synthetic COCO-format detection set: finely patterned shapes on smooth backgrounds.
 
 ``make_demo_data`` writes ``<out_dir>/{train,val}/*.jpg``, ``<out_dir>/annotations/{train,val}.json``
 and ``<out_dir>/manifest.json``, deterministically from ``seed``. Images are 160 x 256
 (one in five portrait, 256 x 160) with 0-4 objects of the ``DEMO_CLASSES`` covering a
 minority of the image (about 5% of the images have none). ``DemoDataset`` reads it; it does
 not generate missing data itself but fails with a message to run ``tools/make_demo_data.py``.
+
+The detail is on the objects, as in photographs where the background (sky, road, wall) is
+smoother than the things on it: every shape is filled with a high-frequency two-colour pattern
+(checkers, stripes, dots or blocky noise, random period 3-9 px, angle and colours), while the
+background is a low-frequency gradient or blurred noise with little pixel noise. The features of
+the background are then easy to interpolate from a few samples and those of the objects are not,
+which is what a spatially adaptive backbone should learn to exploit.
 """
 
 import json
@@ -20,28 +27,51 @@ from mmdet.datasets.custom import CustomDataset
 from mmdet.registry import DATASETS
 
 DEMO_CLASSES = ('circle', 'square', 'triangle', 'ring')
-MANIFEST_VERSION = 1
+PATTERNS = ('checkers', 'stripes', 'dots', 'noise')
+MANIFEST_VERSION = 2
 _SIZE = (160, 256)  # (h, w) of a landscape image
 
 
 def _background(rng, h, w):
-    """A textured uint8 BGR background [h, w, 3]: smooth noise, a gradient or stripes."""
-    kind = rng.integers(3)
-    lo, hi = rng.uniform(30, 200, size=(2, 3))
-    if kind == 0:
-        coarse = rng.uniform(0, 1, size=(h // 16 + 1, w // 16 + 1, 1))
-        t = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
-    else:
-        angle = rng.uniform(0, np.pi)
+    """A smooth uint8 BGR background [h, w, 3]: a linear gradient or blurred coarse noise."""
+    lo, hi = rng.uniform(40, 215, size=(2, 3))
+    if rng.uniform() < 0.5:
+        angle = rng.uniform(0, 2 * np.pi)
         yy, xx = np.mgrid[0:h, 0:w]
         proj = xx * np.cos(angle) + yy * np.sin(angle)
-        if kind == 1:
-            t = (proj - proj.min()) / (np.ptp(proj) + 1e-6)
-        else:
-            t = 0.5 + 0.5 * np.sin(proj * 2 * np.pi / rng.uniform(6, 30))
-        t = t[..., None]
-    img = lo + (hi - lo) * np.clip(t, 0, 1) + rng.normal(0, 8, size=(h, w, 3))
+        t = (proj - proj.min()) / (np.ptp(proj) + 1e-6)
+    else:  # a 4 x 4 (or so) grid of random levels, cubic-upsampled: blobs about 60 px wide
+        coarse = rng.uniform(0, 1, size=(h // 64 + 2, w // 64 + 2))
+        t = np.clip(cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC), 0, 1)
+    img = lo + (hi - lo) * t[..., None] + rng.normal(0, 2, size=(h, w, 3))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _pattern(rng, h, w):
+    """A bool map [h, w] of a random two-colour pattern (PATTERNS) with period 3-9 px."""
+    period = rng.uniform(3, 9)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w] + rng.uniform(0, period, size=(2, 1, 1))
+    u = (xx * np.cos(angle) + yy * np.sin(angle)) / period
+    v = (-xx * np.sin(angle) + yy * np.cos(angle)) / period
+    kind = PATTERNS[rng.integers(len(PATTERNS))]
+    if kind == 'checkers':
+        return (np.floor(u) + np.floor(v)) % 2 == 0
+    if kind == 'stripes':
+        return np.floor(u) % 2 == 0
+    if kind == 'dots':
+        return (u % 1 - 0.5) ** 2 + (v % 1 - 0.5) ** 2 < rng.uniform(0.06, 0.16)
+    cell = max(1, int(round(period / 2)))
+    coarse = rng.uniform(size=(h // cell + 1, w // cell + 1)) < 0.5
+    return np.repeat(np.repeat(coarse, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def _colour_pair(rng):
+    """Two BGR colours (float [3]) at least 120 apart, so the pattern is always visible."""
+    while True:
+        first, second = rng.uniform(0, 255, size=(2, 3))
+        if np.linalg.norm(first - second) >= 120:
+            return first, second
 
 
 def _shape_mask(rng, label, h, w):
@@ -78,7 +108,12 @@ def _make_image(rng, img_id, first_ann_id):
         if taken[max(y1 - 2, 0) : y2 + 3, max(x1 - 2, 0) : x2 + 3].any():
             continue  # keep objects apart
         taken[y1 : y2 + 1, x1 : x2 + 1] = True
-        img[mask] = np.clip(rng.uniform(0, 255, size=3) + rng.normal(0, 6, size=(int(mask.sum()), 3)), 0, 255)
+        box = mask[y1 : y2 + 1, x1 : x2 + 1]
+        first, second = _colour_pair(rng)
+        fill = np.where(_pattern(rng, *box.shape)[..., None], first, second)
+        img[y1 : y2 + 1, x1 : x2 + 1][box] = np.clip(
+            fill[box] + rng.normal(0, 3, size=fill[box].shape), 0, 255
+        )
         anns.append(
             dict(
                 id=first_ann_id + len(anns),

@@ -104,7 +104,7 @@ def save_density_heatmap(path, img, heat, title):
     ax.imshow(grey, cmap='gray', vmin=0, vmax=255)
     shown = ax.imshow(heat, cmap='inferno', vmin=0, vmax=1, alpha=0.55)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label='fraction of masks sampling the position')
-    ax.set_title(title, fontsize=10)
+    fig.suptitle(title, fontsize=10)  # over the figure: an axes title would run under the colour bar
     ax.axis('off')
     fig.savefig(path, dpi=100, bbox_inches='tight')
     plt.close(fig)

@@ -1,44 +1,18 @@
 """tools/visualize_masks.py on a tiny random SparseResNet-50 detector, and its drawing helpers."""
 
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import torch
+from tool_helpers import load_tool, tiny_sparse_detector_config
 
 from mmdet.models import build_detector
 from mmdet.utils import load_config
 from mmdet.utils.visualization import compose_grid, fit_image, mask_to_image, overlay_mask, panel_origin
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('tool_visualize_masks', REPO / 'tools' / 'visualize_masks.py')
-visualize_masks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(visualize_masks)
+visualize_masks = load_tool('visualize_masks')
 
-TINY_CONFIG = f"""
-_base_ = ['{REPO}/configs/_base_/models/faster_rcnn_r101_fpn.py',
-          '{REPO}/configs/_base_/datasets/demo_detection.py']
-model = dict(
-    pretrained=None,
-    backbone=dict(type='SparseResNet', depth=50, base_channels=4, dcn=None,
-                  stage_with_dcn=(False, False, False, False), sparse_loss_weight=0.1,
-                  grid_prior_interval=3),
-    neck=dict(in_channels=[16, 32, 64, 128], out_channels=8),
-    rpn_head=dict(in_channels=8, feat_channels=8),
-    bbox_roi_extractor=dict(out_channels=8),
-    bbox_head=dict(in_channels=8, fc_out_channels=16, num_classes=5),
-)
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', img_scale=(96, 64), keep_ratio=True),
-    dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
-    dict(type='Pad', size_divisor=32),
-    dict(type='Collect', keys=['img']),
-]
-data = dict(test=dict(pipeline=test_pipeline))
-"""
+TINY_CONFIG = tiny_sparse_detector_config()
 
 
 @pytest.fixture(scope='module')

@@ -23,6 +23,34 @@ def load_tool(name):
     return module
 
 
+def tiny_sparse_detector_config(backbone_extra='', data=''):
+    """Config text of a tiny random SparseResNet-50 (width 4, no DCN) Faster R-CNN with a test
+    pipeline at 96 x 64; ``backbone_extra``: more backbone keys (", key=value"); ``data``: the
+    ``data.test`` keys beside the pipeline (", key=value")."""
+    return f"""
+_base_ = ['{REPO}/configs/_base_/models/faster_rcnn_r101_fpn.py',
+          '{REPO}/configs/_base_/datasets/demo_detection.py']
+model = dict(
+    pretrained=None,
+    backbone=dict(type='SparseResNet', depth=50, base_channels=4, dcn=None,
+                  stage_with_dcn=(False, False, False, False), sparse_loss_weight=0.1,
+                  grid_prior_interval=3{backbone_extra}),
+    neck=dict(in_channels=[16, 32, 64, 128], out_channels=8),
+    rpn_head=dict(in_channels=8, feat_channels=8),
+    bbox_roi_extractor=dict(out_channels=8),
+    bbox_head=dict(in_channels=8, fc_out_channels=16, num_classes=5),
+)
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', img_scale=(96, 64), keep_ratio=True),
+    dict(type='Normalize', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True),
+    dict(type='Pad', size_divisor=32),
+    dict(type='Collect', keys=['img']),
+]
+data = dict(test=dict(pipeline=test_pipeline{data}))
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
