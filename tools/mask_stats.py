@@ -31,10 +31,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mmdet.apis import init_detector  # noqa: E402
-from mmdet.apis.inference import LoadImage  # noqa: E402
-from mmdet.apis.test import to_device  # noqa: E402
-from mmdet.datasets.collate import collate  # noqa: E402
-from mmdet.datasets.pipelines import Compose  # noqa: E402
+from mmdet.apis.inference import prepare_batch  # noqa: E402
 from mmdet.models.backbones.sparse_resnet import grid_prior  # noqa: E402
 from mmdet.ops.interpolation import interpolate_dense  # noqa: E402
 from mmdet.utils import load_config, resolve_device  # noqa: E402
@@ -118,15 +115,13 @@ def collect_counts(model, images, img_prefix, seed):
         block.register_forward_pre_hook(lambda module, args, i=i: inputs.__setitem__(i, args[0]))
         for i, block in enumerate(blocks)
     ]
-    pipeline = Compose([LoadImage(), *model.cfg.test_pipeline[1:]])
-    device = next(model.parameters()).device
     counts = {}
     try:
         for file_name, boxes in images:
-            batch = collate([pipeline(dict(img=os.path.join(img_prefix, file_name)))])
+            batch = prepare_batch(model, [os.path.join(img_prefix, file_name)])
             meta = batch['img_metas'][0]
             with torch.no_grad():
-                model(return_loss=False, rescale=True, **to_device(batch, device))
+                model(return_loss=False, rescale=True, **batch)
                 maps = [explain(block, inputs[i]) for i, block in enumerate(blocks)]
             for index, block in enumerate(blocks):
                 values = {name: (mask[0, 0] > 0).cpu().numpy() for name, mask in zip(MASKS, block.last_masks)}

@@ -27,11 +27,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmdet.apis import init_detector, show_result  # noqa: E402
-from mmdet.apis.inference import LoadImage  # noqa: E402
-from mmdet.apis.test import measured_gflops, to_device  # noqa: E402
-from mmdet.datasets.collate import collate  # noqa: E402
+from mmdet.apis.inference import prepare_batch  # noqa: E402
+from mmdet.apis.test import measured_gflops  # noqa: E402
 from mmdet.datasets.image_io import read_image  # noqa: E402
-from mmdet.datasets.pipelines import Compose  # noqa: E402
 from mmdet.utils import load_config, resolve_device  # noqa: E402
 from mmdet.utils.visualization import (  # noqa: E402
     compose_grid,
@@ -95,13 +93,6 @@ def run_with_masks(model, data, seed):
     return result, captured
 
 
-def prepare(model, image):
-    """The test pipeline on ``image`` (a path) -> (collated batch on the model's device, img_meta)."""
-    pipeline = Compose([LoadImage(), *model.cfg.test_pipeline[1:]])
-    batch = collate([pipeline(dict(img=image))])
-    return to_device(batch, next(model.parameters()).device), batch['img_metas'][0]
-
-
 def main(argv=None):
     args = parse_args(argv)
     if not os.path.isfile(args.image):
@@ -128,8 +119,9 @@ def main(argv=None):
         )
     runs = {}  # mode -> (detections, {block: masks})
     for mode, model in models.items():
-        data, meta = prepare(model, args.image)
+        data = prepare_batch(model, [args.image])
         runs[mode] = run_with_masks(model, data, args.seed)
+    meta = data['img_metas'][0]
 
     os.makedirs(args.out_dir, exist_ok=True)
     img = read_image(args.image)[..., ::-1]  # RGB

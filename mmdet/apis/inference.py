@@ -57,21 +57,27 @@ class LoadImage:
         return image_results(results, img, filename, img_id=-1)
 
 
+def prepare_batch(model, imgs):
+    """The model's test pipeline (its file loading replaced by ``LoadImage``) on a list of images
+    (paths or BGR arrays), collated into one batch on the model's device."""
+    pipeline = list(model.cfg.test_pipeline)
+    if pipeline[0]['type'] != 'LoadImageFromFile':
+        raise ValueError(f'test_pipeline must start with LoadImageFromFile, got {pipeline[0]["type"]!r}')
+    pipeline = Compose([LoadImage(), *pipeline[1:]])
+    batch = collate([pipeline(dict(img=img)) for img in imgs])
+    return to_device(batch, next(model.parameters()).device)
+
+
 def inference_detector(model, imgs):
     """Detect objects in one image or a list (paths or BGR arrays), as one batch.
 
     Returns ``simple_test``'s per-class ``list[np.ndarray[k, 5]]`` for a single image, or a
     list of them for a list, in original-image coordinates.
     """
-    pipeline = list(model.cfg.test_pipeline)
-    if pipeline[0]['type'] != 'LoadImageFromFile':
-        raise ValueError(f'test_pipeline must start with LoadImageFromFile, got {pipeline[0]["type"]!r}')
-    pipeline = Compose([LoadImage(), *pipeline[1:]])
     single = not isinstance(imgs, (list, tuple))
-    batch = collate([pipeline(dict(img=img)) for img in ([imgs] if single else imgs)])
-    device = next(model.parameters()).device
+    batch = prepare_batch(model, [imgs] if single else imgs)
     with torch.no_grad():
-        results = model(return_loss=False, rescale=True, **to_device(batch, device))
+        results = model(return_loss=False, rescale=True, **batch)
     return results[0] if single else results
 
 
