@@ -3,6 +3,7 @@
     python tools/benchmark.py CONFIG [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--batch 1 8]
         [--resolution 500] [--target-gflops 164.8 120.3 94.4 71.4 full | --masks-from CKPT --images DIR]
         [--pattern clustered|random] [--what backbone|detector] [--repeats N] [--warmup N] [--out FILE]
+        [--profile N]
 
 Variants, all built from CONFIG's ``model.backbone`` (any of the eight configs):
 - ``dense-dcn``: ResNet with the config's DCN stages (torchvision deform conv);
@@ -30,6 +31,9 @@ On the CPU, glibc's malloc is told to keep freed memory (``keep_freed_memory``) 
 variant alike, as a caching allocator (jemalloc, tcmalloc) would: otherwise each large
 intermediate tensor is a fresh mapping whose page faults cost milliseconds (``--system-malloc``
 keeps glibc's defaults).
+
+``--profile N`` profiles one eager forward of every variant before timing and prints its N most
+expensive kernels (CPU: operators) by name with their counts.
 """
 
 import argparse
@@ -173,6 +177,36 @@ def time_once(fn, device):
     return time.perf_counter() - start
 
 
+def profile_forward(label, fn, device, top):
+    """Profile one eager call of ``fn`` and print its ``top`` most expensive kernels (CUDA) or
+    operators (CPU), grouped by name, with counts: how many launches one forward makes and
+    where their time goes."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    wall_ms = 1e3 * (time.perf_counter() - start)
+    if cuda:
+        items = [(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == DeviceType.CUDA]
+    else:  # operators called from Python, their children included
+        items = [(e.name, e.cpu_time_total) for e in prof.events() if e.cpu_parent is None]
+    groups = {}
+    for name, us in items:
+        count, total = groups.get(name, (0, 0.0))
+        groups[name] = (count + 1, total + us)
+    busy_ms = sum(us for _, us in items) / 1e3
+    kind = 'kernels' if cuda else 'operators'
+    print(f'[profile {label}] {len(items)} {kind}, {busy_ms:.2f} ms busy of {wall_ms:.2f} ms wall (profiled)')
+    for name, (count, us) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f'  {us / 1e3:8.3f} ms {100 * us / 1e3 / max(busy_ms, 1e-9):5.1f}% {count:6d}x  {name[:90]}')
+
+
 def graphed(forward, x, warmup):
     """A CUDA graph of ``forward(x)`` (x copied into a static input); returns its replay function."""
     static = x.clone(memory_format=torch.channels_last)
@@ -269,6 +303,9 @@ def prepare_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=
         forward = model
     fn, row['graph'] = (lambda: forward(x)), False
     with torch.no_grad():
+        if args.profile:
+            forward(x)  # once before, so that compilation and autotuning stay out of the profile
+            profile_forward(f'{name} b{batch}', fn, device, args.profile)
         if device.type == 'cuda' and args.what == 'backbone' and not args.no_graph:
             try:
                 fn, row['graph'] = graphed(forward, x, args.warmup), True
@@ -417,6 +454,8 @@ def parse_args(argv=None):
     parser.add_argument('--no-graph', action='store_true', help='time the backbones eagerly on the GPU too')
     parser.add_argument('--system-malloc', action='store_true',
                         help="CPU: keep glibc malloc's defaults (see keep_freed_memory)")  # fmt: skip
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='print the N most expensive kernels (CPU: operators) of one eager forward per variant')  # fmt: skip
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='results file, .csv or .json')
     args = parser.parse_args(argv)

@@ -2,12 +2,14 @@
 # The GPU check for one short session (H100, torch 2.11, triton 3.6, python 3.12, nvcc 13):
 #   1. environment     nvidia-smi, versions
 #   2. deps            mmengine / mmcv-lite / pycocotools wheels from .whl/ into /tmp/site
-#   3. build           the compiled ops in place (CUDA, sm_90)
-#   4. tests           pytest -m gpu on tests/test_ops and tests/test_models (the exactness tests
+#   3. bench_b1        tools/benchmark.py at 992 x 1664 (resolution 1000), fp16, batch 1: dense
+#                      ResNet-101-DCN, dense ResNet-101, sparse at 71.4 and 164.8 GFLOPs and at
+#                      density 1, with a kernel profile of each (the Triton path needs no build)
+#   4. build           the compiled ops in place (CUDA, sm_90)
+#   5. tests           pytest -m gpu on tests/test_ops and tests/test_models (the exactness tests
 #                      on CUDA; Triton autotuning off so that kernels compile once)
-#   5. bench_b1/b8     tools/benchmark.py at 992 x 1664 (resolution 1000), fp16: dense ResNet-101-DCN,
-#                      dense ResNet-101, sparse at 71.4 and 164.8 GFLOPs and at density 1
-#   6. bench_detector  the whole detector, dense-DCN vs sparse at 71.4, batch 1 (if time is left)
+#   6. bench_b8        the same at batch 8
+#   7. bench_detector  the whole detector, dense-DCN vs sparse at 71.4, batch 1 (if time is left)
 # Every stage is time-boxed and runs whatever happened before it; the summary at the end (also in
 # $OUT/summary.txt) lists each stage's exit status, the test counts, the benchmark tables and the
 # speed targets. The whole script stays under TOTAL_S seconds (default 510). $OUT gets 7 files:
@@ -58,14 +60,16 @@ stage deps 60 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cac
   --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
 
+BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000
+  --target-gflops 71.4 164.8 full --repeats 10 --warmup 3)
+# the Triton path needs no build: time batch 1 first, with a kernel profile of each variant
+stage bench_b1 170 "${BENCH[@]}" --batch 1 --profile 25 --out "$OUT/bench_b1.json"
+
 stage build 170 env CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace
 
 stage tests 170 env MMDET_TRITON_AUTOTUNE=0 "$PY" -m pytest -q -m gpu -p no:cacheprovider \
   tests/test_ops tests/test_models
 
-BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolution 1000
-  --target-gflops 71.4 164.8 full --repeats 10 --warmup 3)
-stage bench_b1 170 "${BENCH[@]}" --batch 1 --out "$OUT/bench_b1.json"
 stage bench_b8 150 "${BENCH[@]}" --batch 8 --out "$OUT/bench_b8.json"
 DETECTOR=("$PY" tools/benchmark.py "$CONFIG" --device cuda --resolution 1000 --what detector
   --variants dense-dcn sparse --target-gflops 71.4 --batch 1 --repeats 5 --warmup 2 --out "$OUT/bench_detector.json")
