@@ -193,7 +193,8 @@ def profile_forward(label, fn, device, top):
             torch.cuda.synchronize()
     wall_ms = 1e3 * (time.perf_counter() - start)
     if cuda:
-        items = [(e.name, e.time_range.elapsed_us()) for e in prof.events() if e.device_type == DeviceType.CUDA]
+        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+        items = [(e.name, e.time_range.elapsed_us()) for e in kernels]
     else:  # operators called from Python, their children included
         items = [(e.name, e.cpu_time_total) for e in prof.events() if e.cpu_parent is None]
     groups = {}
@@ -455,7 +456,7 @@ def parse_args(argv=None):
     parser.add_argument('--system-malloc', action='store_true',
                         help="CPU: keep glibc malloc's defaults (see keep_freed_memory)")  # fmt: skip
     parser.add_argument('--profile', type=int, default=0, metavar='N',
-                        help='print the N most expensive kernels (CPU: operators) of one eager forward per variant')  # fmt: skip
+                        help='print the N costliest kernels (CPU: operators) of one forward')  # fmt: skip
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='results file, .csv or .json')
     args = parser.parse_args(argv)
