@@ -220,7 +220,12 @@ def graphed(forward, x, warmup):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         forward(static)
-    return graph.replay
+
+    def replay():
+        graph.replay()
+
+    replay.static_input = static  # the graph reads this memory: it must live as long as the replay
+    return replay
 
 
 def make_input(args, batch, device, dtype, images=None):

@@ -10,14 +10,15 @@ namespace sai_det {
 
 // The four bilinear corners of the sampling point (h, w) in an H x W image: pixel index
 // y * W + x and weight each; corners outside the image (and every corner when the point lies
-// at or beyond one pixel outside) get weight 0 and index 0, so they can be read unguarded.
+// at or beyond one pixel outside, or is not finite) get weight 0 and index 0, so they can be
+// read unguarded.
 template <typename T>
 HOST_DEVICE inline void bilinear_corners(T h, T w, int64_t height, int64_t width, int64_t* pix, T* weight) {
   for (int c = 0; c < 4; ++c) {
     pix[c] = 0;
     weight[c] = T(0);
   }
-  if (h <= T(-1) || h >= T(height) || w <= T(-1) || w >= T(width)) return;
+  if (!(h > T(-1) && h < T(height) && w > T(-1) && w < T(width))) return;  // NaN too
   const int64_t y0 = static_cast<int64_t>(floor(h)), x0 = static_cast<int64_t>(floor(w));
   const T ly = h - T(y0), lx = w - T(x0);
   const int64_t ys[2] = {y0, y0 + 1}, xs[2] = {x0, x0 + 1};

@@ -58,7 +58,8 @@ class SingleRoIExtractor(nn.Module):
         for lvl, (feat, stride) in enumerate(zip(feats, self.featmap_strides)):
             inds = torch.nonzero(levels == lvl).view(-1)
             if inds.numel():
+                # in float32: half-precision boxes would be off by up to a pixel
                 out[inds] = roi_align(
-                    feat, rois[inds], self.out_size, 1.0 / stride, self.sample_num, aligned=False
+                    feat.float(), rois[inds], self.out_size, 1.0 / stride, self.sample_num, aligned=False
                 ).to(out.dtype)
         return out

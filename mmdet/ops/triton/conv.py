@@ -80,6 +80,11 @@ def _sparse_conv_kernel(
             px = xi.to(tl.float32) + tl.load(
                 off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap + 1, mask=row_ok, other=0
             ).to(tl.float32)
+            # a point at or beyond one pixel outside (or not finite) reads 0: move it to (-2, -2),
+            # whose four corners are all outside, so no float -> int conversion overflows
+            inside = (py > -1) & (py < H) & (px > -1) & (px < W)
+            py = tl.where(inside, py, -2.0)
+            px = tl.where(inside, px, -2.0)
             y0f = tl.floor(py)
             x0f = tl.floor(px)
             ly = py - y0f
