@@ -7,6 +7,7 @@ import functools
 import importlib
 
 import torch
+import torch.nn.functional as F
 
 from . import ext
 from . import sparse_reference as reference
@@ -22,9 +23,14 @@ def _triton():
         return None
 
 
+def uses_triton(tensor: torch.Tensor) -> bool:
+    """Whether ops on ``tensor`` run the Triton kernels (CUDA tensors, Triton importable)."""
+    return tensor.is_cuda and _triton() is not None
+
+
 def _impl(name: str, tensor: torch.Tensor):
     """The implementation of op ``name`` for tensors on ``tensor``'s device."""
-    if tensor.is_cuda and _triton() is not None and hasattr(_triton(), name):
+    if uses_triton(tensor) and hasattr(_triton(), name):
         return getattr(_triton(), name)
     module = ext()
     if module is not None and (not tensor.is_cuda or module.WITH_CUDA):
@@ -144,3 +150,18 @@ def sparse_interpolate(
     return _impl('sparse_interpolate', rows)(
         rows, indices, count, mask, sigma, kernel_size, bias, residual, relu
     )
+
+
+def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
+    """relu(conv1x1(x, weight) + bias + residual) on a dense map: x [B, Cin, H, W]; weight
+    [Cout, Cin, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. One Triton kernel with a fused
+    epilogue on CUDA, PyTorch elsewhere. Returns [B, Cout, H, W] (channels-last for such x).
+    """
+    _check_tensor('x', x, x.device if isinstance(x, torch.Tensor) else None, ndim=4)
+    _check_tensor('weight', weight, x.device, ndim=4, shape=(weight.shape[0], x.shape[1], 1, 1))
+    _check_tensor('bias', bias, x.device, shape=(weight.shape[0],))
+    _check_tensor('residual', residual, x.device, shape=(x.shape[0], weight.shape[0], *x.shape[2:]))
+    if uses_triton(x):
+        return _triton().pointwise_conv(x, weight, bias, residual, relu)
+    out = F.conv2d(x, weight, bias) + residual
+    return out.relu() if relu else out

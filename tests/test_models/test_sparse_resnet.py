@@ -396,3 +396,14 @@ def test_mask_logits_equal_the_two_mask_convs(stride1, stride2, size):
         conv.bias.data.normal_(generator=gen)
     for got, conv in zip(mask_logits(x, *convs), convs):
         torch.testing.assert_close(got, conv(x))
+
+
+def test_eval_mask_is_the_thresholded_eval_sample_plus_grid():
+    gumbel = GumbelSigmoid(eval_T=0.03).eval()
+    p = torch.rand(2, 1, 9, 12, generator=torch.Generator().manual_seed(1))
+    soft = gumbel(p, torch.Generator().manual_seed(2))
+    mask = gumbel.eval_mask(p, torch.Generator().manual_seed(2), grid_interval=4)
+    expected = soft * (soft >= 0.5)
+    expected[..., ::4, ::4] = 1.0
+    assert torch.equal(mask, expected)
+    assert 0.2 < (mask > 0).float().mean() < 0.8

@@ -3,39 +3,10 @@
 import pytest
 import torch
 import torch.nn as nn
-from op_helpers import assert_close, make_mask
+from op_helpers import assert_close, dense_masked, make_mask, random_block
 
-from mmdet.models.backbones import SparseBottleneck, sparse_exec
+from mmdet.models.backbones import sparse_exec
 from mmdet.models.backbones.sparse_exec import fold_bn, sparse_bottleneck_forward
-
-
-def _block(inplanes, planes, stride, with_dcn, gen):
-    downsample = None
-    if stride != 1 or inplanes != planes * 4:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
-        )
-    block = SparseBottleneck(inplanes, planes, stride, downsample, with_dcn=with_dcn)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-        block.conv1_sigma.fill_(1.2)
-        block.conv2_sigma.fill_(0.9)
-    return block.eval()
-
-
-def _dense_masked(block, x, mask1, mask2):
-    """The block's own eval forward (execution='dense') with the masks replaced by ours."""
-    block.masks = lambda x, generator=None: (mask1, mask2, mask1, mask2)
-    try:
-        with torch.no_grad():
-            return block(x, execution='dense')
-    finally:
-        del block.masks
 
 
 @pytest.mark.parametrize('with_dcn', [False, True])
@@ -43,13 +14,13 @@ def _dense_masked(block, x, mask1, mask2):
 @pytest.mark.parametrize('kind', ['random', 'empty', 'full', 'border'])
 def test_sparse_block_equals_dense_masked(with_dcn, stride, kind):
     gen = torch.Generator().manual_seed(10 + stride)
-    block = _block(16, 4, stride, with_dcn, gen)
+    block = random_block(16, 4, stride, with_dcn, gen)
     x = torch.randn(2, 16, 11, 13, generator=gen).relu()
     mask1 = make_mask(kind, 2, 11, 13, gen)
     mask2 = make_mask(
         'random' if kind == 'full' else kind, 2, (11 - 1) // stride + 1, (13 - 1) // stride + 1, gen
     )
-    expected = _dense_masked(block, x, mask1, mask2)
+    expected = dense_masked(block, x, mask1, mask2)
     out = sparse_bottleneck_forward(block, x, mask1, mask2)
     assert out.shape == expected.shape == (2, 16, mask2.shape[2], mask2.shape[3])
     assert_close(out, expected, torch.float32)
@@ -57,22 +28,22 @@ def test_sparse_block_equals_dense_masked(with_dcn, stride, kind):
 
 def test_sparse_block_identity_and_channels_last_input():
     gen = torch.Generator().manual_seed(3)
-    block = _block(16, 4, 1, False, gen)  # no downsample: identity is x
+    block = random_block(16, 4, 1, False, gen)  # no downsample: identity is x
     x = torch.randn(1, 16, 9, 9, generator=gen).contiguous(memory_format=torch.channels_last)
     mask1, mask2 = make_mask('random', 1, 9, 9, gen), make_mask('random', 1, 9, 9, gen)
     assert_close(
         sparse_bottleneck_forward(block, x, mask1, mask2),
-        _dense_masked(block, x, mask1, mask2),
+        dense_masked(block, x, mask1, mask2),
         torch.float32,
     )
 
 
 def test_dense_fallback_gives_the_same_result(monkeypatch):
     gen = torch.Generator().manual_seed(4)
-    block = _block(8, 2, 2, False, gen)
+    block = random_block(8, 2, 2, False, gen)
     x = torch.randn(1, 8, 10, 10, generator=gen)
     mask1, mask2 = make_mask('full', 1, 10, 10, gen), make_mask('random', 1, 5, 5, gen)
-    expected = _dense_masked(block, x, mask1, mask2)
+    expected = dense_masked(block, x, mask1, mask2)
     dense_calls = []
     dense_conv = sparse_exec.sparse_reference.sparse_conv
     monkeypatch.setattr(
@@ -90,11 +61,11 @@ def test_dense_fallback_gives_the_same_result(monkeypatch):
 @pytest.mark.parametrize('stride', [1, 2])
 def test_dense_offsets_give_the_same_result(monkeypatch, stride):
     gen = torch.Generator().manual_seed(7)
-    block = _block(16, 4, stride, True, gen)
+    block = random_block(16, 4, stride, True, gen)
     x = torch.randn(1, 16, 9, 11, generator=gen)
     mask1 = make_mask('random', 1, 9, 11, gen)
     mask2 = make_mask('random', 1, (9 - 1) // stride + 1, (11 - 1) // stride + 1, gen)
-    expected = _dense_masked(block, x, mask1, mask2)
+    expected = dense_masked(block, x, mask1, mask2)
     tap_calls = []
     tap_conv = sparse_exec.tap_conv3x3
     monkeypatch.setattr(sparse_exec, 'tap_conv3x3', lambda *a: tap_calls.append(a[1].shape) or tap_conv(*a))
@@ -122,7 +93,24 @@ def test_fold_bn_matches_eval_batchnorm():
 
 def test_training_block_is_refused():
     gen = torch.Generator().manual_seed(6)
-    block = _block(16, 4, 1, False, gen).train()
+    block = random_block(16, 4, 1, False, gen).train()
     mask = make_mask('random', 1, 5, 5, gen)
     with pytest.raises(RuntimeError, match='eval only'):
         sparse_bottleneck_forward(block, torch.randn(1, 16, 5, 5), mask, mask)
+
+
+def test_folded_parameters_follow_changes():
+    gen = torch.Generator().manual_seed(8)
+    block = random_block(16, 4, 1, False, gen)
+    x = torch.randn(1, 16, 9, 9, generator=gen)
+    mask1, mask2 = make_mask('random', 1, 9, 9, gen), make_mask('random', 1, 9, 9, gen)
+    sparse_bottleneck_forward(block, x, mask1, mask2)  # folds and caches the BN parameters
+    with torch.no_grad():  # in place, as an optimizer step or load_state_dict would
+        block.bn1.running_var.mul_(2)
+        block.bn3.weight.add_(0.5)
+    block.conv2.weight = nn.Parameter(block.conv2.weight * 2)  # replaced
+    assert_close(
+        sparse_bottleneck_forward(block, x, mask1, mask2),
+        dense_masked(block, x, mask1, mask2),
+        torch.float32,
+    )

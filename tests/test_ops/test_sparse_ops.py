@@ -236,6 +236,9 @@ def test_sparse_deform_conv_hand_computed():
     offset = torch.tensor([[0.5, 0.5], [-1.0, 0.0], [2.5, 0.0]])
     rows = sparse.sparse_deform_conv(x, offset, weight, idx, cnt)
     assert rows.flatten().tolist() == [2.0, 0.0, 3.0]
+    # a point that is not finite reads 0, as one outside the image does
+    offset = torch.tensor([[float('nan'), 0.0], [0.0, float('inf')], [-float('inf'), 1.0]])
+    assert sparse.sparse_deform_conv(x, offset, weight, idx, cnt).flatten().tolist() == [0.0, 0.0, 0.0]
 
 
 @needs_ext

@@ -167,6 +167,50 @@ def test_sparse_deform_conv(device, dtype, stride):
 
 
 @pytest.mark.parametrize('device', DEVICES)
+def test_sparse_deform_conv_non_finite_offsets(device):
+    from torchvision.ops import deform_conv2d
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 4, 6, 6, generator=g)
+    weight = torch.randn(8, 4, 3, 3, generator=g)
+    offset = torch.rand(1, 18, 6, 6, generator=g) - 0.5
+    bad = torch.tensor([float('nan'), float('inf'), -float('inf'), 1e4, -1e4, 3e38])
+    offset[0, :, 2, 3] = bad.repeat(3)
+    offset[0, 5, 4, 1] = float('nan')  # one coordinate of one tap
+    # a non-finite point reads zeros, as one far outside the image does
+    far = torch.where(offset.isfinite(), offset, torch.full_like(offset, -1e4))
+    dense = deform_conv2d(x, far, weight, padding=1)
+    indices, count = _positions(torch.ones(1, 1, 6, 6, device=device))
+    offset_rows = offset.permute(0, 2, 3, 1).reshape(-1, 18).contiguous().to(device)
+    rows = _ops().sparse_deform_conv(x.to(device), offset_rows, weight.to(device), indices, count, 1, 1, 1)
+    _close(rows.cpu(), dense.permute(0, 2, 3, 1).reshape(-1, 8), torch.float32)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_eval_mask(device, dtype):
+    from mmdet.ops.gumbel_mask import gumbel_soft
+
+    g = torch.Generator().manual_seed(6)
+    p = torch.rand(2, 1, 23, 30, generator=g)
+    p[0, 0, 0, :4] = torch.tensor([0.0, 1.0, 0.5, 1e-9])
+    u = torch.rand(2, 2, 1, 23, 30, generator=g)
+    u[:, 0, 0, 1, :3] = torch.tensor([0.0, 1.0, 1e-30])[None]
+    soft = gumbel_soft(p.to(dtype).float(), u, 0.03)  # torch's formula in float32
+    for grid in (0, 4):
+        mask = _ops().eval_mask(p.to(device, dtype), u.to(device), 0.03, grid).cpu()
+        assert mask.dtype == dtype and mask.shape == p.shape
+        expected = soft * (soft >= 0.5)
+        if grid:
+            expected[..., ::grid, ::grid] = 1.0
+        # the binary decision may differ only where soft is at the threshold to rounding
+        near = (soft - 0.5).abs() < 1e-3
+        assert ((mask > 0) == (expected > 0))[~near].all()
+        _close(mask[~near], expected.to(dtype)[~near], dtype)
+        assert 0.2 < (mask > 0).float().mean() < 0.8
+
+
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', DTYPES)
 def test_sparse_linear(device, dtype):
     g = torch.Generator().manual_seed(3)
@@ -269,3 +313,29 @@ def test_bad_inputs(device):
         ops.sparse_conv(
             x, torch.randn(8, 4, 1, 1, device=device), indices, count, scale=torch.ones(4, device=device)
         )
+
+
+@pytest.mark.skipif(not INTERPRETED, reason='on a GPU, test_sparse_resnet covers this path on CUDA')
+@pytest.mark.parametrize('with_dcn', [False, True])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_bottleneck_on_the_gpu_path(monkeypatch, with_dcn, stride):
+    """sparse_bottleneck_forward making every GPU choice (Triton kernels, offsets computed densely
+    and picked, conv3 after the interpolation) on the CPU, against the dense-masked block."""
+    from op_helpers import assert_close, dense_masked, make_mask, random_block
+
+    from mmdet.models.backbones import sparse_exec
+    from mmdet.ops import sparse
+
+    monkeypatch.setattr(sparse, 'uses_triton', lambda t: True)
+    monkeypatch.setattr(sparse_exec, '_on_gpu', lambda t: True)
+    gen = torch.Generator().manual_seed(20 + stride)
+    block = random_block(16, 4, stride, with_dcn, gen)
+    x = torch.randn(2, 16, 11, 13, generator=gen).relu()
+    mask1 = make_mask('random', 2, 11, 13, gen)
+    mask2 = make_mask('random', 2, (11 - 1) // stride + 1, (13 - 1) // stride + 1, gen)
+    expected = dense_masked(block, x, mask1, mask2)
+    calls = []
+    pointwise = sparse._triton().pointwise_conv
+    monkeypatch.setattr(sparse._triton(), 'pointwise_conv', lambda *a: calls.append(1) or pointwise(*a))
+    assert_close(sparse_exec.sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
+    assert calls == [1]

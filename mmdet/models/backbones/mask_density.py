@@ -33,9 +33,9 @@ class MaskDensity:
             raise ValueError(f'MaskDensity.update: batch sizes differ ({mask1.shape[0]} vs {mask2.shape[0]})')
         self.sums = self.sums.to(mask1.device)
         self.counts = self.counts.to(mask1.device)
-        with torch.no_grad():
+        with torch.no_grad():  # per image: sampled / h w, so the batch adds (all sampled) / h w
             for i, mask in enumerate((mask1, mask2)):
-                self.sums[block, i] += (mask > 0).flatten(1).to(torch.float64).mean(1).sum()
+                self.sums[block, i].add_(torch.count_nonzero(mask), alpha=1 / mask[0].numel())
             self.counts[block] += mask1.shape[0]
 
     def all_reduce(self):

@@ -7,6 +7,12 @@ positions; the interpolation of conv3's rows with mask2 then adds bn3's bias, th
 and the ReLU in one epilogue. conv3 is 1x1 and the interpolation linear, so this equals the
 dense-masked block output, positions with no sampled neighbour included.
 
+On the GPU the last two steps run the other way round (the dense-masked order): the
+interpolation fills conv2's P channels and conv3 runs densely with bias, identity and ReLU
+fused (``pointwise_conv``). There the interpolation is bound by memory traffic, and filling
+4P channels cost 5-7x a dense 1x1 conv (docs/benchmarks.md), while conv3's FLOPs are cheap;
+the GFLOPs counter still counts conv3 at mask2's density.
+
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
 densely (channels-last conv, then its rows are picked), and so does the stride-1 offset conv
 above ``DENSE_OFFSET_DENSITY`` (as one GEMM over its taps, ``tap_conv3x3``), which is faster
@@ -18,7 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from mmdet.ops import sparse_reference
-from mmdet.ops.sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
+from mmdet.ops.sparse import (
+    active_positions,
+    pointwise_conv,
+    sparse_conv,
+    sparse_deform_conv,
+    sparse_interpolate,
+)
 from mmdet.ops.tap_conv import tap_conv3x3
 
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
@@ -39,6 +51,27 @@ def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, tor
     return scale, bn.bias + shift * scale
 
 
+def _folded_params(block) -> tuple[torch.Tensor, ...]:
+    """(scale1, bias1, scale2, bias2, weight3 [4P, P, 1, 1] with bn3's scale folded in, bias3).
+
+    Cached on the block and recomputed only when a parameter or buffer of its convs and BNs was
+    replaced or changed in place (``_version``): in eval they are constants, and folding them
+    anew in every forward would launch ~20 small kernels per block.
+    """
+    modules = (block.conv1, block.bn1, block.conv2, block.bn2, block.conv3, block.bn3)
+    tensors = [t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))]
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    cached = getattr(block, '_folded_cache', None)
+    if cached is None or cached[0] != key:
+        scale1, bias1 = fold_bn(block.bn1, block.conv1.bias)
+        scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
+        scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
+        weight3 = block.conv3.weight * scale3[:, None, None, None]
+        cached = key, (scale1, bias1, scale2, bias2, weight3, bias3)
+        block._folded_cache = cached
+    return cached[1]
+
+
 def _geometry(conv, name: str) -> tuple[int, int, int]:
     """(stride, padding, dilation) of a square conv (nn.Conv2d or DeformConv2d)."""
     params = [tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation)]
@@ -49,10 +82,16 @@ def _geometry(conv, name: str) -> tuple[int, int, int]:
     return params[0][0], params[1][0], params[2][0]
 
 
+def _on_gpu(t: torch.Tensor) -> bool:
+    """Whether to take the GPU's choices for ``t`` (one place, so that a test can take them on
+    the CPU with the Triton kernels interpreted)."""
+    return t.is_cuda
+
+
 def _conv_impl(count: torch.Tensor, mask: torch.Tensor, kernel_size: int):
     """sparse_conv, or its dense reference where that is faster (CPU, dense enough masks)."""
     threshold = DENSE_FALLBACK_DENSITY.get(kernel_size)
-    if mask.is_cuda or threshold is None:
+    if _on_gpu(mask) or threshold is None:
         return sparse_conv
     return sparse_reference.sparse_conv if count.item() > threshold * mask.numel() else sparse_conv
 
@@ -72,7 +111,7 @@ def _offset_rows(conv, x, indices, count, mask):
     (as one GEMM over the taps).
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
-    if x.is_cuda:
+    if _on_gpu(x):
         dense = F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
     elif (stride, padding, dilation) == (1, 1, 1) and count.item() > DENSE_OFFSET_DENSITY * mask.numel():
         dense = tap_conv3x3(x, conv.weight, conv.bias)
@@ -98,13 +137,12 @@ def sparse_bottleneck_forward(
     if block.conv3.kernel_size != (1, 1) or block.conv3.stride != (1, 1):
         raise ValueError(f'sparse execution needs a 1x1 stride-1 conv3, got {block.conv3}')
     x = x.contiguous(memory_format=torch.channels_last)  # the kernels read channels-last: convert once
+    scale1, bias1, scale2, bias2, weight3, bias3 = _folded_params(block)
     idx1, cnt1 = active_positions(mask1)
-    scale1, bias1 = fold_bn(block.bn1, block.conv1.bias)
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
     h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, block.conv1_sigma)
 
     idx2, cnt2 = active_positions(mask2)
-    scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
     if block.with_dcn:
         offset = _offset_rows(block.conv2_offset, x, idx2, cnt2, mask2)
         geometry = _geometry(block.conv2, 'conv2')
@@ -112,10 +150,11 @@ def sparse_bottleneck_forward(
     else:
         rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
 
-    scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
-    weight3 = block.conv3.weight.flatten(1) * scale3[:, None]  # [4P, P]
-    rows3 = torch.mm(rows2, weight3.to(rows2.dtype).t())
     identity = x if block.downsample is None else block.downsample(x)
+    if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
+        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, block.conv2_sigma)
+        return pointwise_conv(h2, weight3, bias3, identity)
+    rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
     return sparse_interpolate(
         rows3, idx2, cnt2, mask2, block.conv2_sigma, bias=bias3, residual=identity, relu=True
     )

@@ -6,6 +6,7 @@ conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmdet.ops import has_ops
 from mmdet.ops.interpolation import interpolate_dense
@@ -30,13 +31,15 @@ def grid_prior(height, width, interval, device):
 
 
 def mask_logits(x, conv1_mask, conv2_mask):
-    """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one GEMM
-    (``tap_conv3x3``: far faster than two single-output convs on the CPU). A stride-s conv's
-    output is the stride-1 output at every s-th position. Returns the two logit maps
-    (Tensor[B, 1, ceil(H / s), ceil(W / s)] at each conv's stride s).
+    """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one conv with two
+    outputs at stride 1 (on the CPU as one GEMM, ``tap_conv3x3``: far faster there than two
+    single-output convs; on the GPU one cuDNN conv). A stride-s conv's output is the stride-1
+    output at every s-th position. Returns the two logit maps (Tensor[B, 1, ceil(H / s),
+    ceil(W / s)] at each conv's stride s).
     """
     weight = torch.cat([conv1_mask.weight, conv2_mask.weight])  # [2, Cin, 3, 3]
-    logits = tap_conv3x3(x, weight, torch.cat([conv1_mask.bias, conv2_mask.bias]))
+    bias = torch.cat([conv1_mask.bias, conv2_mask.bias])
+    logits = F.conv2d(x, weight, bias, padding=1) if x.is_cuda else tap_conv3x3(x, weight, bias)
     s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
     return logits[:, :1, ::s1, ::s1], logits[:, 1:, ::s2, ::s2]
 
@@ -80,11 +83,9 @@ class _SparseMasks:
 
     def _sample(self, p, gumbel, generator):
         """p: Tensor[B, 1, h, w] -> mask Tensor[B, 1, h, w] (soft in training, soft * binary in eval)."""
-        if self.sampling == 'deterministic':
-            mask = (p >= 0.5).to(p.dtype)
-        else:
-            soft = gumbel(p, generator)
-            mask = soft if self.training else soft * (soft >= 0.5)
+        if self.sampling == 'stochastic' and not self.training:
+            return gumbel.eval_mask(p, generator, self.grid_prior_interval)  # grid prior included
+        mask = gumbel(p, generator) if self.sampling == 'stochastic' else (p >= 0.5).to(p.dtype)
         if self.grid_prior_interval is not None:
             mask = mask.masked_fill(grid_prior(*p.shape[-2:], self.grid_prior_interval, p.device), 1.0)
         return mask

@@ -6,7 +6,16 @@ this package is imported) the kernels also run on CPU tensors, for tests.
 """
 
 from .compaction import active_positions
-from .conv import sparse_conv, sparse_deform_conv, sparse_linear
+from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_linear
+from .gumbel_mask import eval_mask
 from .interpolation import sparse_interpolate
 
-__all__ = ['active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate', 'sparse_linear']
+__all__ = [
+    'active_positions',
+    'eval_mask',
+    'pointwise_conv',
+    'sparse_conv',
+    'sparse_deform_conv',
+    'sparse_interpolate',
+    'sparse_linear',
+]

@@ -46,11 +46,12 @@ def _prune(configs, named_args, **kwargs):
 )
 @triton.jit
 def _sparse_conv_kernel(
-    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, out_ptr,
+    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, res_ptr, out_ptr,
     H, W, Cin, Ho, Wo, Cout,
     sxb, sxh, sxw, stride, padding, dilation,
     KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr,
-    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
+    IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
@@ -132,19 +133,32 @@ def _sparse_conv_kernel(
         acc *= tl.load(scale_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
+    tile = rows[:, None] * Cout + cols[None, :]
+    tile_ok = row_ok[:, None] & col_ok[None, :]
+    if HAS_RES:  # residual rows laid out like the output
+        acc += tl.load(res_ptr + tile, mask=tile_ok, other=0).to(tl.float32)
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    tl.store(
-        out_ptr + rows[:, None] * Cout + cols[None, :],
-        acc.to(out_ptr.dtype.element_ty),
-        mask=row_ok[:, None] & col_ok[None, :],
-    )
+    tl.store(out_ptr + tile, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
 
-def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu):
+def _taps_major(weight):
+    """weight [Cout, Cin, k, k] laid out [k, k, Cin, Cout]; cached on the weight tensor until it is
+    changed in place or its data replaced (a backbone's weights are constants in eval, and the
+    relayout would otherwise be one more kernel per convolution)."""
+    key = weight.data_ptr(), weight._version
+    cached = getattr(weight, '_sai_taps_major', None)
+    if cached is None or cached[0] != key:
+        cached = key, weight.permute(2, 3, 1, 0).contiguous()
+        weight._sai_taps_major = cached
+    return cached[1]
+
+
+def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, residual=None):
     """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout].
 
     indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
+    residual: rows [N_max, Cout] added before the ReLU, or None.
     """
     check_device('x', x)
     if x.dim() != 4 or not x.is_floating_point():
@@ -163,9 +177,13 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     check_channel_vector('scale', scale, cout, x.device)
     check_channel_vector('bias', bias, cout, x.device)
     batch, _, height, width = x.shape
+    n_max = indices.numel() if gather else height
+    if residual is not None and (residual.shape != (n_max, cout) or residual.device != x.device):
+        raise ValueError(
+            f'residual: expected rows [{n_max}, {cout}] on {x.device}, got {tuple(residual.shape)}'
+        )
     ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    n_max = indices.numel() if gather else height
     if n_max > batch * max(ho, 0) * max(wo, 0):
         raise ValueError(f'indices: {n_max} entries for an output grid of {batch}x{ho}x{wo} positions')
     if offset is not None:
@@ -176,7 +194,7 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
             )
         offset = offset.contiguous()
     x = x.contiguous(memory_format=torch.channels_last)  # channel stride 1
-    w = weight.permute(2, 3, 1, 0).contiguous()  # [k, k, Cin, Cout]
+    w = _taps_major(weight)  # [k, k, Cin, Cout]
     rows = x.new_empty(n_max, cout)
     if rows.numel() == 0:
         return rows
@@ -190,11 +208,12 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
         rows if offset is None else offset,  # pointers a disabled feature never reads
         rows if scale is None else scale.contiguous(),
         rows if bias is None else bias.contiguous(),
+        rows if residual is None else residual.contiguous(),
         rows,
         height, width, cin, ho, wo, cout,
         x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
         KSIZE=k, GATHER=gather, DEFORM=offset is not None,
-        HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, RELU=bool(relu),
+        HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, RELU=bool(relu),
         IEEE=x.dtype == torch.float32, BLOCK_K=block_k,
     )  # fmt: skip
     return rows
@@ -225,12 +244,11 @@ def sparse_deform_conv(
     return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
 
 
-def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False):
+def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False, residual=None):
     """A 1x1 convolution applied to compacted rows: rows [N_max, Cin], weight [Cout, Cin, 1, 1].
 
-    Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias)`` for the first ``count``
-    rows (the rest unspecified). Because a 1x1 conv commutes with the Gaussian interpolation,
-    this runs conv3 at the mask2 positions before interpolating (paper.md).
+    Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias + residual)`` for the first
+    ``count`` rows (the rest unspecified); residual: rows [N_max, Cout] or None.
     """
     if rows.dim() != 2:
         raise ValueError(f'rows: expected [N_max, Cin], got {tuple(rows.shape)}')
@@ -239,4 +257,20 @@ def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False):
     if count.dtype != torch.int32 or count.numel() != 1 or count.device != rows.device:
         raise ValueError(f'count: expected an int32 tensor of one element on {rows.device}')
     x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
-    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu)
+    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, residual)
+
+
+def pointwise_conv(x, weight, bias, residual, relu=True):
+    """relu(conv1x1(x, weight) + bias + residual) on a dense map, as one kernel with its epilogue.
+
+    x: [B, Cin, H, W]; weight: [Cout, Cin, 1, 1]; bias: [Cout]; residual: [B, Cout, H, W].
+    Returns [B, Cout, H, W] channels-last.
+    """
+    batch, cin, height, width = x.shape
+    cout = weight.shape[0]
+    numel = batch * height * width
+    rows = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cin)
+    res = residual.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cout)
+    count = torch.full((1,), numel, dtype=torch.int32, device=x.device)
+    out = sparse_linear(rows, weight, count, bias=bias, relu=relu, residual=res)
+    return out.view(batch, height, width, cout).permute(0, 3, 1, 2)

@@ -1,0 +1,43 @@
+"""The eval sampling mask of paper.md's Gumbel-sigmoid: the formula, and one fused kernel on the GPU.
+
+soft = sigmoid(((log(p + eps) + g1) - (log(1 - p + eps) + g2)) / (T + eps)), g = -log(-log(u + eps)
++ eps) for u ~ U(0, 1), eps = 1e-8; in eval the mask is soft where soft >= 0.5 and 0 elsewhere,
+and 1 on the grid prior. Unfused this is ~30 small kernels per mask (two per block in every
+SparseResNet forward); ``eval_mask`` on CUDA runs it as one Triton kernel.
+"""
+
+import torch
+
+EPS = 1e-8
+
+
+def gumbel_soft(p: torch.Tensor, u: torch.Tensor, temperature) -> torch.Tensor:
+    """p: Tensor[...] float32 probabilities; u: Tensor[2, ...] uniform noise (one layer for each
+    of the two classes); temperature: float or 0-dim tensor. Returns soft Tensor[...] float32."""
+    g = -torch.log(-torch.log(u + EPS) + EPS)
+    logit_on = torch.log(p + EPS) + g[0]
+    logit_off = torch.log(1 - p + EPS) + g[1]
+    return torch.sigmoid((logit_on - logit_off) / (temperature + EPS))
+
+
+def eval_mask(
+    p: torch.Tensor, u: torch.Tensor, temperature: float, grid_interval: int | None
+) -> torch.Tensor:
+    """The eval mask of p: Tensor[B, 1, h, w] with noise u: Tensor[2, B, 1, h, w] (float32):
+    soft * (soft >= 0.5), set to 1 where y % k == 0 and x % k == 0 (k = grid_interval; None: no
+    grid prior). Returns Tensor[B, 1, h, w] in p's dtype.
+    """
+    if p.dim() != 4 or p.shape[1] != 1 or u.shape != (2, *p.shape) or u.dtype != torch.float32:
+        raise ValueError(
+            f'eval_mask: expected p [B, 1, h, w] and float32 u [2, B, 1, h, w], got p {tuple(p.shape)}, '
+            f'u {u.dtype} {tuple(u.shape)}'
+        )
+    from .sparse import _triton, uses_triton
+
+    if uses_triton(p):
+        return _triton().eval_mask(p, u, float(temperature), grid_interval or 0)
+    soft = gumbel_soft(p.float(), u, temperature)
+    mask = (soft * (soft >= 0.5)).to(p.dtype)
+    if grid_interval:
+        mask[..., ::grid_interval, ::grid_interval] = 1.0
+    return mask

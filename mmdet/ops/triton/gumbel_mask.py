@@ -1,0 +1,44 @@
+"""The eval Gumbel-sigmoid mask (``mmdet.ops.gumbel_mask``) as one elementwise kernel."""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import check_device
+
+BLOCK = 1024
+EPS = 1e-8
+
+
+@triton.jit
+def _eval_mask_kernel(
+    p_ptr, u_ptr, out_ptr, numel, H, W, temperature, GRID: tl.constexpr, BLOCK: tl.constexpr
+):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    p = tl.load(p_ptr + offs, mask=ok, other=0.5).to(tl.float32)
+    u_on = tl.load(u_ptr + offs, mask=ok, other=0.5)
+    u_off = tl.load(u_ptr + numel + offs, mask=ok, other=0.5)
+    logit_on = tl.log(p + EPS) - tl.log(-tl.log(u_on + EPS) + EPS)
+    logit_off = tl.log(1 - p + EPS) - tl.log(-tl.log(u_off + EPS) + EPS)
+    soft = tl.sigmoid((logit_on - logit_off) / (temperature + EPS))
+    mask = tl.where(soft >= 0.5, soft, 0.0)
+    if GRID > 0:
+        y = (offs % (H * W)) // W
+        x = offs % W
+        mask = tl.where((y % GRID == 0) & (x % GRID == 0), 1.0, mask)
+    tl.store(out_ptr + offs, mask.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def eval_mask(p: torch.Tensor, u: torch.Tensor, temperature: float, grid_interval: int) -> torch.Tensor:
+    """p: [B, 1, h, w]; u: float32 [2, B, 1, h, w]; grid_interval 0: no grid prior.
+    Returns the eval mask [B, 1, h, w] in p's dtype (see mmdet.ops.gumbel_mask)."""
+    check_device('p', p)
+    p, u = p.contiguous(), u.contiguous()
+    out = torch.empty_like(p)
+    numel = p.numel()
+    if numel:
+        _eval_mask_kernel[(triton.cdiv(numel, BLOCK),)](
+            p, u, out, numel, p.shape[2], p.shape[3], temperature, GRID=grid_interval, BLOCK=BLOCK
+        )
+    return out
