@@ -224,7 +224,9 @@ def graphed(forward, x, warmup):
     def replay():
         graph.replay()
 
-    replay.static_input = static  # the graph reads this memory: it must live as long as the replay
+    # The graph reads and writes the memory of the model (weights, buffers, caches) and of the
+    # input: both must live as long as the replay, or their memory is reused by later variants
+    replay.keep_alive = forward, static
     return replay
 
 

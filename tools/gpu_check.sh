@@ -6,8 +6,8 @@
 #                      ResNet-101-DCN, dense ResNet-101, sparse at 71.4 and 164.8 GFLOPs and at
 #                      density 1, with a kernel profile of each (the Triton path needs no build)
 #   4. build           the compiled ops in place (CUDA, sm_90)
-#   5. tests           pytest -m gpu on tests/test_ops and tests/test_models (the exactness tests
-#                      on CUDA; Triton autotuning off so that kernels compile once)
+#   5. tests           pytest -m gpu on tests/test_ops, tests/test_models and the benchmark's tests
+#                      (the exactness tests on CUDA; Triton autotuning off: kernels compile once)
 #   6. bench_b8        the same at batch 8
 #   7. bench_detector  the whole detector, dense-DCN vs sparse at 71.4, batch 1 (if time is left)
 # Every stage is time-boxed and runs whatever happened before it; the summary at the end (also in
@@ -67,9 +67,9 @@ BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolutio
 # the Triton path needs no build: time batch 1 first, with a kernel profile of each variant
 stage bench_b1 170 "${BENCH[@]}" --batch 1 --profile 25 --out "$OUT/bench_b1.json"
 
-TESTS=(tests/test_ops tests/test_models)
+TESTS=(tests/test_ops tests/test_models tests/test_tools/test_benchmark.py)
 if [ -n "${QUICK:-}" ]; then
-  TESTS=(tests/test_models/test_sparse_resnet.py tests/test_ops/test_triton.py::test_eval_mask
+  TESTS=(tests/test_models/test_sparse_resnet.py tests/test_tools/test_benchmark.py tests/test_ops/test_triton.py::test_eval_mask
     tests/test_ops/test_triton.py::test_sparse_deform_conv_non_finite_offsets tests/test_ops/test_triton.py::test_sparse_linear)
 else
   stage build 170 env CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace

@@ -3,8 +3,10 @@
 No timings are asserted (only that they are measured and reported consistently).
 """
 
+import gc
 import importlib.util
 import json
+import weakref
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,19 @@ def test_masks_from_checkpoint(tmp_path):
     full = backbone_gflops_from_cfg(sparse_cfg, 1000, [(1.0, 1.0)] * num_blocks(50))
     empty = backbone_gflops_from_cfg(sparse_cfg, 1000, [(0.0, 0.0)] * num_blocks(50))
     assert empty < rows[0]['gflops'] < empty + 0.3 * (full - empty)  # mostly-empty masks were loaded and used
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_graphed_replay_keeps_model_and_input_alive():
+    # a graph replays raw addresses: if the model were freed after capture, a later variant
+    # could reuse its memory and the replay would write into it (an illegal access, once seen)
+    model = torch.nn.Conv2d(3, 4, 3).cuda().eval()
+    alive = weakref.ref(model)
+    with torch.no_grad():
+        replay = bench.graphed(model, torch.randn(1, 3, 8, 8, device='cuda'), warmup=1)
+    del model
+    gc.collect()
+    assert alive() is not None
+    replay()
+    torch.cuda.synchronize()

@@ -7,7 +7,7 @@ import triton.language as tl
 from ._common import check_device
 
 BLOCK = 1024
-EPS = 1e-8
+EPS = tl.constexpr(1e-8)
 
 
 @triton.jit
