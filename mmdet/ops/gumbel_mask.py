@@ -8,6 +8,8 @@ SparseResNet forward); ``eval_mask`` on CUDA runs it as one Triton kernel.
 
 import torch
 
+from .sparse import _triton, uses_triton
+
 EPS = 1e-8
 
 
@@ -32,8 +34,6 @@ def eval_mask(
             f'eval_mask: expected p [B, 1, h, w] and float32 u [2, B, 1, h, w], got p {tuple(p.shape)}, '
             f'u {u.dtype} {tuple(u.shape)}'
         )
-    from .sparse import _triton, uses_triton
-
     if uses_triton(p):
         return _triton().eval_mask(p, u, float(temperature), grid_interval or 0)
     soft = gumbel_soft(p.float(), u, temperature)
