@@ -108,6 +108,7 @@ def test_folded_parameters_follow_changes():
     with torch.no_grad():  # in place, as an optimizer step or load_state_dict would
         block.bn1.running_var.mul_(2)
         block.bn3.weight.add_(0.5)
+        block.conv2_sigma.add_(0.4)
     block.conv2.weight = nn.Parameter(block.conv2.weight * 2)  # replaced
     assert_close(
         sparse_bottleneck_forward(block, x, mask1, mask2),

@@ -52,14 +52,16 @@ def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, tor
 
 
 def _folded_params(block) -> tuple[torch.Tensor, ...]:
-    """(scale1, bias1, scale2, bias2, weight3 [4P, P, 1, 1] with bn3's scale folded in, bias3).
+    """(scale1, bias1, scale2, bias2, weight3 [4P, P, 1, 1] with bn3's scale folded in, bias3,
+    sigma1, sigma2 as float32 0-dim tensors).
 
-    Cached on the block and recomputed only when a parameter or buffer of its convs and BNs was
-    replaced or changed in place (``_version``): in eval they are constants, and folding them
-    anew in every forward would launch ~20 small kernels per block.
+    Cached on the block and recomputed only when a parameter or buffer of its convs, BNs or
+    sigmas was replaced or changed in place (``_version``): in eval they are constants, and
+    folding them anew in every forward would launch ~20 small kernels per block.
     """
     modules = (block.conv1, block.bn1, block.conv2, block.bn2, block.conv3, block.bn3)
     tensors = [t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))]
+    tensors += [block.conv1_sigma, block.conv2_sigma]
     key = tuple((t.data_ptr(), t._version) for t in tensors)
     cached = getattr(block, '_folded_cache', None)
     if cached is None or cached[0] != key:
@@ -67,7 +69,8 @@ def _folded_params(block) -> tuple[torch.Tensor, ...]:
         scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
         scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
         weight3 = block.conv3.weight * scale3[:, None, None, None]
-        cached = key, (scale1, bias1, scale2, bias2, weight3, bias3)
+        sigmas = [s.detach().float() for s in (block.conv1_sigma, block.conv2_sigma)]
+        cached = key, (scale1, bias1, scale2, bias2, weight3, bias3, *sigmas)
         block._folded_cache = cached
     return cached[1]
 
@@ -137,10 +140,10 @@ def sparse_bottleneck_forward(
     if block.conv3.kernel_size != (1, 1) or block.conv3.stride != (1, 1):
         raise ValueError(f'sparse execution needs a 1x1 stride-1 conv3, got {block.conv3}')
     x = x.contiguous(memory_format=torch.channels_last)  # the kernels read channels-last: convert once
-    scale1, bias1, scale2, bias2, weight3, bias3 = _folded_params(block)
+    scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2 = _folded_params(block)
     idx1, cnt1 = active_positions(mask1)
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
-    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, block.conv1_sigma)
+    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1)
 
     idx2, cnt2 = active_positions(mask2)
     if block.with_dcn:
@@ -152,9 +155,7 @@ def sparse_bottleneck_forward(
 
     identity = x if block.downsample is None else block.downsample(x)
     if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
-        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, block.conv2_sigma)
+        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2)
         return pointwise_conv(h2, weight3, bias3, identity)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
-    return sparse_interpolate(
-        rows3, idx2, cnt2, mask2, block.conv2_sigma, bias=bias3, residual=identity, relu=True
-    )
+    return sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, bias=bias3, residual=identity, relu=True)
