@@ -121,7 +121,7 @@ def _offset_rows(conv, x, indices, count, mask):
     else:
         return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
     rows = dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
-    return rows[indices.long().clamp_(0, rows.shape[0] - 1)]  # on CUDA, entries past count are unspecified
+    return rows.index_select(0, indices.clamp(0, rows.shape[0] - 1))  # CUDA: entries past count are junk
 
 
 @torch.no_grad()
