@@ -1,7 +1,9 @@
 """Test a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out r.pkl] [--eval bbox]``, or
 under torchrun with ``--launcher pytorch`` (tools/dist_test.sh). For a SparseResNet backbone it
 also prints the per-block mask densities and the measured backbone GFLOPs and, with ``--out``,
-writes them to ``<out without extension>_density.json``."""
+writes them to ``<out without extension>_density.json``. Its stochastic sampling draws from a
+generator seeded with ``--seed`` (plus the rank), so evaluating a checkpoint twice gives the
+same masks and the same numbers."""
 
 import argparse
 import json
@@ -32,6 +34,9 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch'], default='none', help='pytorch: under torchrun'
     )
     parser.add_argument('--device', choices=['cpu', 'cuda'], help='default: cuda when available')
+    parser.add_argument(
+        '--seed', type=int, default=0, help="seed of a SparseResNet's sampling, plus the rank (default 0)"
+    )
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl file, got {args.out!r}')
@@ -50,6 +55,8 @@ def main(argv=None):
     cfg.model.pretrained = None
     model = build_detector(cfg.model, train_cfg=None, test_cfg=cfg.test_cfg)
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    if hasattr(model.backbone, 'set_sampling_seed'):
+        model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
     dataset = build_dataset(cfg.data.test, dict(test_mode=True))
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)

@@ -114,3 +114,21 @@ def test_tool_rejects_bad_inputs(tiny, tmp_path):
     )
     with pytest.raises(ValueError, match='must be SparseResNet'):
         mask_stats.main([str(dense), str(checkpoints[20.0])])
+
+
+def test_test_tool_samples_from_its_seed(tiny, tmp_path):
+    # p = 0.5 everywhere (zero mask convs): every evaluation samples afresh, unless seeded
+    config, checkpoints = tiny
+    model = torch.load(checkpoints[20.0], weights_only=False)
+    for name, value in model['state_dict'].items():
+        if '_mask.' in name:
+            value.zero_()
+    checkpoint = tmp_path / 'half.pth'
+    torch.save(model, checkpoint)
+    test_tool = load_tool('test')
+    densities = []
+    for seed in (0, 0, 1):
+        out = tmp_path / f'r{len(densities)}.pkl'
+        test_tool.main([config, str(checkpoint), '--device', 'cpu', '--out', str(out), '--seed', str(seed)])
+        densities.append(json.loads((tmp_path / f'r{len(densities)}_density.json').read_text())['densities'])
+    assert densities[0] == densities[1] != densities[2]
