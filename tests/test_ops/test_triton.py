@@ -188,6 +188,20 @@ def test_sparse_deform_conv_non_finite_offsets(device):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', DTYPES)
+def test_pointwise_conv(device, dtype):
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 24, 5, 7, generator=g).to(device, dtype)  # NCHW: the op reads channels-last
+    weight = (torch.randn(40, 24, 1, 1, generator=g) / 5).to(device, dtype)
+    bias = torch.randn(40, generator=g).to(device)
+    residual = torch.randn(2, 40, 5, 7, generator=g).to(device, dtype)
+    expected = (F.conv2d(x.float(), weight.float(), bias) + residual.float()).relu()
+    out = _ops().pointwise_conv(x, weight, bias, residual)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    _close(out.float(), expected, dtype)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
 def test_eval_mask(device, dtype):
     from mmdet.ops.gumbel_mask import gumbel_soft
 
