@@ -92,6 +92,8 @@ DETECTOR=("$PY" tools/benchmark.py "$CONFIG" --device cuda --resolution 1000 --w
   for f in bench_b1 bench_b8 bench_detector; do
     [ -f "$TMP/$f.log" ] || continue
     echo "--- $f"
+    grep -h '^\[profile ' "$TMP/$f.log"  # kernels per forward and their summed time
+    grep -hE '^[A-Za-z.]*(Error|Exception)' "$TMP/$f.log" | tail -n 2
     sed -n '/^ *variant /,$p' "$TMP/$f.log"
   done
 } >>"$SUMMARY"
