@@ -31,10 +31,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from mmdet.apis import init_detector  # noqa: E402
-from mmdet.apis.inference import prepare_batch  # noqa: E402
+from mmdet.apis.inference import prepare_batch, sparse_detector_config  # noqa: E402
 from mmdet.models.backbones.sparse_resnet import grid_prior  # noqa: E402
 from mmdet.ops.interpolation import interpolate_dense  # noqa: E402
-from mmdet.utils import load_config, resolve_device  # noqa: E402
+from mmdet.utils import resolve_device  # noqa: E402
 
 MASKS = ('mask1', 'mask2')
 EXPLAIN = ('input', 'recon_error')
@@ -156,13 +156,7 @@ def summarise(counts):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'mask_stats: checkpoint {args.checkpoint!r} does not exist')
-    cfg = load_config(args.config)
-    if cfg.model.backbone.get('type') != 'SparseResNet':
-        raise ValueError(
-            f'{args.config}: model.backbone.type must be SparseResNet, got {cfg.model.backbone.get("type")!r}'
-        )
+    cfg = sparse_detector_config(args.config, args.checkpoint)
     ann_file = args.ann_file or cfg.data.test.ann_file
     img_prefix = args.img_prefix or cfg.data.test.img_prefix
     model = init_detector(cfg, args.checkpoint, device=resolve_device(args.device))

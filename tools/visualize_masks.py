@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mmdet.apis import init_detector, show_result  # noqa: E402
-from mmdet.apis.inference import prepare_batch  # noqa: E402
+from mmdet.apis.inference import prepare_batch, sparse_detector_config  # noqa: E402
 from mmdet.apis.test import measured_gflops  # noqa: E402
 from mmdet.datasets.image_io import read_image  # noqa: E402
-from mmdet.utils import load_config, resolve_device  # noqa: E402
+from mmdet.utils import resolve_device  # noqa: E402
 from mmdet.utils.visualization import (  # noqa: E402
     compose_grid,
     fit_image,
@@ -97,13 +97,7 @@ def main(argv=None):
     args = parse_args(argv)
     if not os.path.isfile(args.image):
         raise FileNotFoundError(f'image {args.image!r} does not exist')
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
-    cfg = load_config(args.config)
-    if cfg.model.backbone.get('type') != 'SparseResNet':
-        raise ValueError(
-            f'{args.config}: model.backbone.type must be SparseResNet, got {cfg.model.backbone.get("type")!r}'
-        )
+    cfg = sparse_detector_config(args.config, args.checkpoint)
 
     models = {}
     for mode in MODES:

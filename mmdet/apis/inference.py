@@ -57,6 +57,19 @@ class LoadImage:
         return image_results(results, img, filename, img_id=-1)
 
 
+def sparse_detector_config(config, checkpoint):
+    """The config at path ``config``, for the mask tools: fails unless ``checkpoint`` exists and
+    ``model.backbone.type`` is SparseResNet."""
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
+    cfg = load_config(config)
+    if cfg.model.backbone.get('type') != 'SparseResNet':
+        raise ValueError(
+            f'{config}: model.backbone.type must be SparseResNet, got {cfg.model.backbone.get("type")!r}'
+        )
+    return cfg
+
+
 def prepare_batch(model, imgs):
     """The model's test pipeline (its file loading replaced by ``LoadImage``) on a list of images
     (paths or BGR arrays), collated into one batch on the model's device."""
