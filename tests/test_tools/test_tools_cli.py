@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from tool_helpers import TOY_CONFIG, load_tool
+from tool_helpers import REPO, TOY_CONFIG, load_tool
 
 
 def test_train_then_test_single_process(tmp_path, capsys):
@@ -30,7 +30,9 @@ def test_unknown_cfg_option_is_an_error(tmp_path):
     with pytest.raises(KeyError, match=r"optimizer has no key 'lrr'; did you mean 'optimizer.lr'"):
         train.main([str(TOY_CONFIG), '--work-dir', str(tmp_path), '--cfg-options', 'optimizer.lrr=0.1'])
     with pytest.raises(
-        KeyError, match=r"data.train has no key 'num_image'; did you mean 'data.train.num_images'"
+        KeyError,
+        match=r"data.train has no key 'num_image' and its type 'ToyDataset' takes no such argument; "
+        r"did you mean 'data.train.num_images'",
     ):
         train.main([str(TOY_CONFIG), '--cfg-options', 'data.train.num_image=2'])
     with pytest.raises(KeyError, match=r'log_config.hooks is a list of 2 items; .5. is not a valid index'):
@@ -77,3 +79,16 @@ def test_publish_model(tmp_path):
     assert set(published) == {'meta', 'state_dict'}
     assert published['meta'] == dict(epoch=3, CLASSES=['a'])
     assert torch.equal(published['state_dict']['w'], torch.ones(2))
+
+
+def test_cfg_options_may_add_an_argument_of_the_registered_type():
+    from mmdet.utils import load_config
+
+    config = str(REPO / 'configs/demo/sparse_resnet_demo.py')
+    cfg = load_config(config, {'model.backbone.eval_T': 0.1, 'model.backbone.dcn': None})
+    assert cfg.model.backbone.eval_T == 0.1  # SparseResNet's own argument
+    assert 'dcn' in cfg.model.backbone  # ResNet's, reached through SparseResNet's **kwargs
+    with pytest.raises(KeyError, match=r"no key 'eval_t' and its type 'SparseResNet' takes no such argument"):
+        load_config(config, {'model.backbone.eval_t': 0.1})
+    with pytest.raises(KeyError, match=r"model.neck has no key 'foo' and its type 'FPN'"):
+        load_config(config, {'model.neck.foo': 1})
