@@ -202,6 +202,34 @@ def test_pointwise_conv(device, dtype):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('cout', [2, 20])
+def test_tap_conv3x3(monkeypatch, device, dtype, stride, cout):
+    """tap_conv3x3 without autograd: torch.mm + the Triton tap sum, against conv2d (padding 1)."""
+    from mmdet.ops import sparse, tap_conv
+
+    monkeypatch.setattr(sparse, 'uses_triton', lambda t: True)  # the CUDA choice, also on CPU tensors
+    g = torch.Generator().manual_seed(cout + stride)
+    x = torch.randn(2, 24, 9, 14, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
+    weight = (torch.randn(cout, 24, 3, 3, generator=g) / 5).to(device, dtype)
+    bias = torch.randn(cout, generator=g).to(device, dtype)
+    expected = F.conv2d(x.float(), weight.float(), bias.float(), stride, padding=1)
+    for b in (bias, None):
+        with torch.no_grad():
+            out = tap_conv.tap_conv3x3(x, weight, b, stride)
+        assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+        _close(out.float(), expected if b is not None else expected - bias.float().view(1, -1, 1, 1), dtype)
+    weight.mul_(2)  # the cached tap-major weight follows an in-place change
+    with torch.no_grad():
+        _close(
+            tap_conv.tap_conv3x3(x, weight, bias, stride).float(),
+            2 * expected - bias.float().view(1, -1, 1, 1),
+            dtype,
+        )
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
 def test_eval_mask(device, dtype):
     from mmdet.ops.gumbel_mask import gumbel_soft
 

@@ -14,7 +14,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 
-from mmdet.ops.triton import compaction, conv, gumbel_mask, interpolation  # noqa: E402
+from mmdet.ops.triton import compaction, conv, gumbel_mask, interpolation, tap_conv  # noqa: E402
 
 # pointer element types by argument name (the rest: half-precision features)
 POINTERS = {
@@ -50,6 +50,7 @@ CASES = {
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),
     'compact': (compaction._compact_kernel, dict(BLOCK=1024), 'fp16'),
     'eval mask': (gumbel_mask._eval_mask_kernel, dict(GRID=11, BLOCK=1024), 'bf16'),
+    'tap sum': (tap_conv._tap_sum_kernel, dict(HAS_BIAS=True, BLOCK_P=64, BLOCK_C=32), 'fp16'),
 }
 
 

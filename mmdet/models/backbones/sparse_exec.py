@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdet.ops import sparse_reference
+from mmdet.ops.cache import cached
 from mmdet.ops.sparse import (
     active_positions,
     pointwise_conv,
@@ -53,26 +54,23 @@ def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, tor
 
 def _folded_params(block) -> tuple[torch.Tensor, ...]:
     """(scale1, bias1, scale2, bias2, weight3 [4P, P, 1, 1] with bn3's scale folded in, bias3,
-    sigma1, sigma2 as float32 0-dim tensors).
-
-    Cached on the block and recomputed only when a parameter or buffer of its convs, BNs or
-    sigmas was replaced or changed in place (``_version``): in eval they are constants, and
-    folding them anew in every forward would launch ~20 small kernels per block.
+    sigma1, sigma2 as float32 0-dim tensors), cached on the block while its convs, BNs and
+    sigmas are unchanged (in eval they are constants; folding them anew in every forward would
+    launch ~20 small kernels per block).
     """
     modules = (block.conv1, block.bn1, block.conv2, block.bn2, block.conv3, block.bn3)
     tensors = [t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))]
     tensors += [block.conv1_sigma, block.conv2_sigma]
-    key = tuple((t.data_ptr(), t._version) for t in tensors)
-    cached = getattr(block, '_folded_cache', None)
-    if cached is None or cached[0] != key:
+
+    def fold():
         scale1, bias1 = fold_bn(block.bn1, block.conv1.bias)
         scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
         scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
         weight3 = block.conv3.weight * scale3[:, None, None, None]
         sigmas = [s.detach().float() for s in (block.conv1_sigma, block.conv2_sigma)]
-        cached = key, (scale1, bias1, scale2, bias2, weight3, bias3, *sigmas)
-        block._folded_cache = cached
-    return cached[1]
+        return scale1, bias1, scale2, bias2, weight3, bias3, *sigmas
+
+    return cached(block, '_folded_cache', tensors, fold)
 
 
 def _geometry(conv, name: str) -> tuple[int, int, int]:
@@ -108,15 +106,20 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
 def _offset_rows(conv, x, indices, count, mask):
     """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask.
 
-    Computed densely and picked where that is cheaper: always on the GPU (cuDNN's conv with 18
-    outputs was as fast as the sparse kernel or up to 3x faster in every case of the kernel
-    table in docs/benchmarks.md), and on the CPU for stride 1 above ``DENSE_OFFSET_DENSITY``
-    (as one GEMM over the taps).
+    Computed densely and picked where that is cheaper: always on the GPU (as one GEMM over the
+    taps, ``tap_conv3x3``: cuDNN's direct conv with 18 outputs was already as fast as the sparse
+    kernel or up to 3x faster in every case of the kernel table in docs/benchmarks.md), and on
+    the CPU for stride 1 above ``DENSE_OFFSET_DENSITY`` (also as the tap GEMM).
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
+    tap_geometry = (padding, dilation) == (1, 1)
     if _on_gpu(x):
-        dense = F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
-    elif (stride, padding, dilation) == (1, 1, 1) and count.item() > DENSE_OFFSET_DENSITY * mask.numel():
+        dense = (
+            tap_conv3x3(x, conv.weight, conv.bias, stride)
+            if tap_geometry
+            else F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
+        )
+    elif tap_geometry and stride == 1 and count.item() > DENSE_OFFSET_DENSITY * mask.numel():
         dense = tap_conv3x3(x, conv.weight, conv.bias)
     else:
         return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)

@@ -6,9 +6,9 @@ conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mmdet.ops import has_ops
+from mmdet.ops.cache import no_grad_cached
 from mmdet.ops.interpolation import interpolate_dense
 from mmdet.ops.tap_conv import tap_conv3x3
 from mmdet.registry import BACKBONES
@@ -32,14 +32,18 @@ def grid_prior(height, width, interval, device):
 
 def mask_logits(x, conv1_mask, conv2_mask):
     """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one conv with two
-    outputs at stride 1 (on the CPU as one GEMM, ``tap_conv3x3``: far faster there than two
-    single-output convs; on the GPU one cuDNN conv). A stride-s conv's output is the stride-1
-    output at every s-th position. Returns the two logit maps (Tensor[B, 1, ceil(H / s),
-    ceil(W / s)] at each conv's stride s).
+    outputs at stride 1 (``tap_conv3x3``: far faster than two single-output convs). A stride-s
+    conv's output is the stride-1 output at every s-th position. Returns the two logit maps
+    (Tensor[B, 1, ceil(H / s), ceil(W / s)] at each conv's stride s).
     """
-    weight = torch.cat([conv1_mask.weight, conv2_mask.weight])  # [2, Cin, 3, 3]
-    bias = torch.cat([conv1_mask.bias, conv2_mask.bias])
-    logits = F.conv2d(x, weight, bias, padding=1) if x.is_cuda else tap_conv3x3(x, weight, bias)
+    convs = (conv1_mask, conv2_mask)
+    weight, bias = no_grad_cached(
+        conv1_mask,
+        '_sai_stacked_masks',
+        [t for conv in convs for t in (conv.weight, conv.bias)],
+        lambda: (torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs])),
+    )  # [2, Cin, 3, 3], [2]
+    logits = tap_conv3x3(x, weight, bias)
     s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
     return logits[:, :1, ::s1, ::s1], logits[:, 1:, ::s2, ::s2]
 

@@ -9,6 +9,7 @@ from .compaction import active_positions
 from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_linear
 from .gumbel_mask import eval_mask
 from .interpolation import sparse_interpolate
+from .tap_conv import tap_sum
 
 __all__ = [
     'active_positions',
@@ -18,4 +19,5 @@ __all__ = [
     'sparse_deform_conv',
     'sparse_interpolate',
     'sparse_linear',
+    'tap_sum',
 ]

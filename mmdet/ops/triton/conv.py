@@ -13,6 +13,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..cache import cached
 from ._common import (
     autotune_enabled,
     block_size,
@@ -147,15 +148,10 @@ def _sparse_conv_kernel(
 
 
 def _taps_major(weight):
-    """weight [Cout, Cin, k, k] laid out [k, k, Cin, Cout]; cached on the weight tensor until it is
-    changed in place or its data replaced (a backbone's weights are constants in eval, and the
-    relayout would otherwise be one more kernel per convolution)."""
-    key = weight.data_ptr(), weight._version
-    cached = getattr(weight, '_sai_taps_major', None)
-    if cached is None or cached[0] != key:
-        cached = key, weight.permute(2, 3, 1, 0).contiguous()
-        weight._sai_taps_major = cached
-    return cached[1]
+    """weight [Cout, Cin, k, k] laid out [k, k, Cin, Cout], cached on the weight tensor while it
+    is unchanged (a backbone's weights are constants in eval, and the relayout would otherwise be
+    one more kernel per convolution)."""
+    return cached(weight, '_sai_taps_major', [weight], lambda: weight.permute(2, 3, 1, 0).contiguous())
 
 
 def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, residual=None):
