@@ -7,7 +7,7 @@ import torch
 
 from mmdet.models import build_backbone
 from mmdet.models.backbones import GumbelSigmoid, MaskDensity, ResNet, SparseResNet
-from mmdet.models.backbones.sparse_resnet import grid_prior, mask_logits
+from mmdet.models.backbones.sparse_resnet import grid_prior, mask_probs
 
 DCN = dict(
     dcn=dict(type='DCN', deformable_groups=1, fallback_on_stride=False),
@@ -151,8 +151,10 @@ def test_mask_density_container():
     density.update(0, full, empty)
     density.update(1, quarter, quarter)
     density.update(0, torch.cat([empty, empty]), torch.ones(2, 1, 2, 2))
-    density.update(1, full, full)
-    assert density.per_block() == [pytest.approx((1 / 3, 2 / 3)), pytest.approx((0.5, 0.5))]
+    density.update(
+        1, full, torch.zeros(1, 1, 4, 4), counts=(torch.tensor([16]), torch.tensor([16], dtype=torch.int32))
+    )
+    assert density.per_block() == [pytest.approx((1 / 3, 2 / 3)), pytest.approx((0.5, 0.5))]  # counts win
     density.all_reduce()  # no process group: unchanged
     assert density.num_images == 3
     with pytest.raises(IndexError, match='block'):
@@ -340,6 +342,8 @@ def test_sparse_execution_matches_dense_masked(device, no_tf32):
         with torch.no_grad():
             outs[execution] = model(img)
         densities[execution] = model.density.per_block()
+        # sparse: the densities come from the compaction's counts, dense: from the masks
+        assert all((b.last_counts is not None) == (execution == 'sparse') for b in model.sparse_blocks())
     assert densities['dense'] == densities['sparse']
     assert 0.1 < torch.tensor(densities['dense']).mean() < 0.9
     for dense, sparse in zip(outs['dense'], outs['sparse']):
@@ -387,15 +391,20 @@ def test_imagenet_checkpoint_leaves_sampling_parameters_initialised(tmp_path):
 
 
 @pytest.mark.parametrize('stride1, stride2, size', [(1, 1, (9, 12)), (1, 2, (9, 12)), (2, 2, (8, 13))])
-def test_mask_logits_equal_the_two_mask_convs(stride1, stride2, size):
+def test_mask_probs_are_the_sigmoids_of_the_two_mask_convs(stride1, stride2, size):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 5, *size, generator=gen, dtype=torch.float64)
     convs = [torch.nn.Conv2d(5, 1, 3, stride=s, padding=1).double() for s in (stride1, stride2)]
     for conv in convs:
         conv.weight.data.normal_(generator=gen)
         conv.bias.data.normal_(generator=gen)
-    for got, conv in zip(mask_logits(x, *convs), convs):
-        torch.testing.assert_close(got, conv(x))
+    for got, conv in zip(mask_probs(x, *convs), convs):  # with autograd: stacked afresh
+        torch.testing.assert_close(got, torch.sigmoid(conv(x)))
+    with torch.no_grad():  # without: the stacked weights are cached, and follow in-place changes
+        mask_probs(x, *convs)
+        convs[1].bias.add_(1.0)
+        for got, conv in zip(mask_probs(x, *convs), convs):
+            torch.testing.assert_close(got, torch.sigmoid(conv(x)))
 
 
 def test_eval_mask_is_the_thresholded_eval_sample_plus_grid():

@@ -7,9 +7,12 @@ import torch.distributed as dist
 class MaskDensity:
     """Sums of per-image densities (mean of the binary mask) of both masks of every block.
 
-    ``update(block, mask1, mask2)`` records one batch for one block (masks ``Tensor[B, 1, h, w]``,
-    a position counts as sampled where mask > 0); ``per_block()`` gives the mean over images,
-    ``[(d1, d2)]`` one pair per block; ``all_reduce()`` sums the counts over ranks.
+    ``update(block, mask1, mask2, counts=None)`` records one batch for one block (masks
+    ``Tensor[B, 1, h, w]``, a position counts as sampled where mask > 0; ``counts``: the two
+    masks' numbers of sampled positions over the batch where already known, e.g. the int32 [1]
+    counts of ``active_positions``, so that they need not be counted again); ``per_block()``
+    gives the mean over images, ``[(d1, d2)]`` one pair per block; ``all_reduce()`` sums the
+    counts over ranks.
     """
 
     def __init__(self, num_blocks):
@@ -22,7 +25,7 @@ class MaskDensity:
         self.sums = torch.zeros(self.num_blocks, 2, dtype=torch.float64)  # per block: sum of d1, sum of d2
         self.counts = torch.zeros(self.num_blocks, dtype=torch.float64)  # per block: images seen
 
-    def update(self, block, mask1, mask2):
+    def update(self, block, mask1, mask2, counts=None):
         if not 0 <= block < self.num_blocks:
             raise IndexError(f'MaskDensity.update: block must be in [0, {self.num_blocks}), got {block}')
         for name, mask in (('mask1', mask1), ('mask2', mask2)):
@@ -35,7 +38,8 @@ class MaskDensity:
         self.counts = self.counts.to(mask1.device)
         with torch.no_grad():  # per image: sampled / h w, so the batch adds (all sampled) / h w
             for i, mask in enumerate((mask1, mask2)):
-                self.sums[block, i].add_(torch.count_nonzero(mask), alpha=1 / mask[0].numel())
+                sampled = torch.count_nonzero(mask) if counts is None else counts[i]
+                self.sums[block, i].add_(sampled.squeeze(), alpha=1 / mask[0].numel())
             self.counts[block] += mask1.shape[0]
 
     def all_reduce(self):

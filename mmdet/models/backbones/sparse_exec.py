@@ -149,6 +149,7 @@ def sparse_bottleneck_forward(
     h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1)
 
     idx2, cnt2 = active_positions(mask2)
+    block.last_counts = cnt1, cnt2  # the densities need no count of their own
     if block.with_dcn:
         offset = _offset_rows(block.conv2_offset, x, idx2, cnt2, mask2)
         geometry = _geometry(block.conv2, 'conv2')

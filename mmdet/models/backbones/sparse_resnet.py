@@ -30,11 +30,12 @@ def grid_prior(height, width, interval, device):
     return grid
 
 
-def mask_logits(x, conv1_mask, conv2_mask):
-    """Both 3x3 mask convs (Cin -> 1, padding 1) on x: Tensor[B, Cin, H, W] as one conv with two
-    outputs at stride 1 (``tap_conv3x3``: far faster than two single-output convs). A stride-s
-    conv's output is the stride-1 output at every s-th position. Returns the two logit maps
-    (Tensor[B, 1, ceil(H / s), ceil(W / s)] at each conv's stride s).
+def mask_probs(x, conv1_mask, conv2_mask):
+    """The sampling probabilities p = sigmoid(logit) of both 3x3 mask convs (Cin -> 1, padding 1)
+    on x: Tensor[B, Cin, H, W], computed as one conv with two outputs at stride 1
+    (``tap_conv3x3``: far faster than two single-output convs) and one sigmoid. A stride-s
+    conv's output is the stride-1 output at every s-th position. Returns (p1, p2), each
+    Tensor[B, 1, ceil(H / s), ceil(W / s)] at its conv's stride s.
     """
     convs = (conv1_mask, conv2_mask)
     weight, bias = no_grad_cached(
@@ -43,9 +44,9 @@ def mask_logits(x, conv1_mask, conv2_mask):
         [t for conv in convs for t in (conv.weight, conv.bias)],
         lambda: (torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs])),
     )  # [2, Cin, 3, 3], [2]
-    logits = tap_conv3x3(x, weight, bias)
+    p = torch.sigmoid(tap_conv3x3(x, weight, bias))
     s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
-    return logits[:, :1, ::s1, ::s1], logits[:, 1:, ::s2, ::s2]
+    return p[:, :1, ::s1, ::s1], p[:, 1:, ::s2, ::s2]
 
 
 class _SparseMasks:
@@ -53,7 +54,9 @@ class _SparseMasks:
 
     The block stores ``last_probs = (p1, p2)`` after every forward (for the sparse loss in
     training; detached in eval, for visualisation) and ``last_masks = (mask1, mask2)``
-    (detached) after an eval forward (for densities, the sparse path and visualisation).
+    (detached) after an eval forward (for densities, the sparse path and visualisation);
+    ``last_counts`` holds the masks' numbers of sampled positions (int32 [1] each) where exact
+    sparse execution counted them anyway, else None.
     """
 
     def _init_masks(
@@ -75,6 +78,7 @@ class _SparseMasks:
         self.conv2_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
         self.last_probs = None
         self.last_masks = None
+        self.last_counts = None
 
     def reset_extra_parameters(self):
         super().reset_extra_parameters()
@@ -100,8 +104,7 @@ class _SparseMasks:
         mask1, p1: Tensor[B, 1, h1, w1] at conv1's output resolution; mask2, p2:
         Tensor[B, 1, H/s, W/s] at the block's output resolution. p = sigmoid(mask logits).
         """
-        logit1, logit2 = mask_logits(x, self.conv1_mask, self.conv2_mask)
-        p1, p2 = torch.sigmoid(logit1), torch.sigmoid(logit2)
+        p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
         return (
             self._sample(p1, self.conv1_gumbel, generator),
             self._sample(p2, self.conv2_gumbel, generator),
@@ -110,6 +113,7 @@ class _SparseMasks:
         )
 
     def _record(self, mask1, mask2, p1, p2):
+        self.last_counts = None
         if self.training:
             self.last_probs, self.last_masks = (p1, p2), None
         else:
@@ -307,7 +311,7 @@ class SparseResNet(ResNet):
                     p1, p2 = block.last_probs
                     loss_terms.append(0.25 * p1.mean() + 0.75 * p2.mean())
                 else:
-                    self.density.update(index, *block.last_masks)
+                    self.density.update(index, *block.last_masks, counts=block.last_counts)
                 index += 1
             if i in self.out_indices:
                 outs.append(x)
