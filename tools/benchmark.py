@@ -208,13 +208,17 @@ def profile_forward(label, fn, device, top):
         print(f'  {us / 1e3:8.3f} ms {100 * us / 1e3 / max(busy_ms, 1e-9):5.1f}% {count:6d}x  {name[:90]}')
 
 
-def graphed(forward, x, warmup):
-    """A CUDA graph of ``forward(x)`` (x copied into a static input); returns its replay function."""
+def graphed(forward, x):
+    """A CUDA graph of ``forward(x)`` (x copied into a static input); returns its replay function.
+
+    Two eager runs before the capture (autotuning, cuDNN's algorithm search, caches); the
+    caller's warm-up then replays the graph.
+    """
     static = x.clone(memory_format=torch.channels_last)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        for _ in range(max(warmup, 2)):
+        for _ in range(2):
             forward(static)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
@@ -316,7 +320,7 @@ def prepare_variant(args, cfg, name, backbone_cfg, batch, device, dtype, target=
             profile_forward(f'{name} b{batch}', fn, device, args.profile)
         if device.type == 'cuda' and args.what == 'backbone' and not args.no_graph:
             try:
-                fn, row['graph'] = graphed(forward, x, args.warmup), True
+                fn, row['graph'] = graphed(forward, x), True
             except Exception as err:  # noqa: BLE001 - report and time eagerly
                 print(f'[{name} b{batch}] CUDA graph capture failed ({type(err).__name__}: {err}); eager')
                 torch.cuda.synchronize()

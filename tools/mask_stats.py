@@ -32,7 +32,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from mmdet.apis import init_detector  # noqa: E402
 from mmdet.apis.inference import prepare_batch, sparse_detector_config  # noqa: E402
-from mmdet.models.backbones.sparse_resnet import grid_prior  # noqa: E402
+from mmdet.core.evaluation import load_coco  # noqa: E402
+from mmdet.ops.gumbel_mask import grid_prior  # noqa: E402
 from mmdet.ops.interpolation import interpolate_dense  # noqa: E402
 from mmdet.utils import resolve_device  # noqa: E402
 
@@ -79,14 +80,10 @@ def cell_regions(grid_shape, boxes, meta, interval):
 
 def load_boxes(ann_file):
     """[(file_name, [[x, y, w, h], ...]), ...] of every image in a COCO annotation file."""
-    if not os.path.isfile(ann_file):
-        raise FileNotFoundError(f'mask_stats: annotation file {ann_file!r} does not exist')
-    with open(ann_file) as f:
-        ann = json.load(f)
-    boxes = {img['id']: [] for img in ann['images']}
-    for a in ann['annotations']:
-        boxes[a['image_id']].append(a['bbox'])
-    return [(img['file_name'], boxes[img['id']]) for img in ann['images']]
+    coco = load_coco(ann_file)
+    return [
+        (img['file_name'], [a['bbox'] for a in coco.imgToAnns[img['id']]]) for img in coco.dataset['images']
+    ]
 
 
 @torch.no_grad()

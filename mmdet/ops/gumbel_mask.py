@@ -13,6 +13,13 @@ from .sparse import _triton, uses_triton
 EPS = 1e-8
 
 
+def grid_prior(height, width, interval, device):
+    """Tensor[h, w] bool, True where y % interval == 0 and x % interval == 0."""
+    grid = torch.zeros(height, width, dtype=torch.bool, device=device)
+    grid[::interval, ::interval] = True
+    return grid
+
+
 def gumbel_soft(p: torch.Tensor, u: torch.Tensor, temperature) -> torch.Tensor:
     """p: Tensor[...] float32 probabilities; u: Tensor[2, ...] uniform noise (one layer for each
     of the two classes); temperature: float or 0-dim tensor. Returns soft Tensor[...] float32."""
@@ -38,6 +45,6 @@ def eval_mask(
         return _triton().eval_mask(p, u, float(temperature), grid_interval or 0)
     soft = gumbel_soft(p.float(), u, temperature)
     mask = (soft * (soft >= 0.5)).to(p.dtype)
-    if grid_interval:
-        mask[..., ::grid_interval, ::grid_interval] = 1.0
-    return mask
+    return (
+        mask.masked_fill(grid_prior(*p.shape[-2:], grid_interval, p.device), 1.0) if grid_interval else mask
+    )

@@ -145,7 +145,7 @@ def test_graphed_replay_keeps_model_and_input_alive():
     model = torch.nn.Conv2d(3, 4, 3).cuda().eval()
     alive = weakref.ref(model)
     with torch.no_grad():
-        replay = bench.graphed(model, torch.randn(1, 3, 8, 8, device='cuda'), warmup=1)
+        replay = bench.graphed(model, torch.randn(1, 3, 8, 8, device='cuda'))
     del model
     gc.collect()
     assert alive() is not None

@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from mmdet.ops import has_ops
 from mmdet.ops.cache import no_grad_cached
+from mmdet.ops.gumbel_mask import grid_prior
 from mmdet.ops.interpolation import interpolate_dense
 from mmdet.ops.tap_conv import tap_conv3x3
 from mmdet.registry import BACKBONES
@@ -21,13 +22,6 @@ SAMPLING_MODES = ('stochastic', 'deterministic')
 EXECUTION_MODES = ('dense', 'sparse')
 MASK_INIT_BIAS = 3.0  # p = sigmoid(3) = 0.95 everywhere at the start
 SIGMA_INIT = 3.0
-
-
-def grid_prior(height, width, interval, device):
-    """Tensor[h, w] bool, True where y % interval == 0 and x % interval == 0."""
-    grid = torch.zeros(height, width, dtype=torch.bool, device=device)
-    grid[::interval, ::interval] = True
-    return grid
 
 
 def mask_probs(x, conv1_mask, conv2_mask):
