@@ -10,7 +10,8 @@ def cached(owner, name: str, tensors, make):
     For what a backbone derives from its weights in every eval forward (folded BatchNorm,
     relaid or stacked weights): computing it each time would launch kernels for nothing.
     """
-    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    # tensors made under torch.inference_mode track no version: their storage alone is the key
+    key = tuple((t.data_ptr(), None if t.is_inference() else t._version) for t in tensors)
     hit = getattr(owner, name, None)
     if hit is None or hit[0] != key:
         hit = key, make()
