@@ -71,7 +71,7 @@ TESTS=(tests/test_ops tests/test_models tests/test_tools/test_benchmark.py)
 if [ -n "${QUICK:-}" ]; then
   TESTS=(tests/test_models/test_sparse_resnet.py tests/test_tools/test_benchmark.py tests/test_ops/test_triton.py::test_eval_mask
     tests/test_ops/test_triton.py::test_sparse_deform_conv_non_finite_offsets tests/test_ops/test_triton.py::test_sparse_linear
-    tests/test_ops/test_triton.py::test_pointwise_conv)
+    tests/test_ops/test_triton.py::test_pointwise_conv tests/test_ops/test_triton.py::test_tap_conv3x3)
 else
   stage build 170 env CUDA_HOME=/usr/local/cuda TORCH_CUDA_ARCH_LIST=9.0 "$PY" setup.py build_ext --inplace
 fi
