@@ -71,13 +71,15 @@ def merge_cfg_options(cfg, options):
 
 def _registered(type_name):
     """The class or function registered as ``type_name`` in one of mmdet's registries, or None."""
+    if not isinstance(type_name, str):
+        return None
     import mmdet.apis  # noqa: F401  (imports every module that registers a component)
     from mmdet import registry
 
-    if not isinstance(type_name, str):
-        return None
-    regs = [reg for reg in vars(registry).values() if isinstance(reg, Registry)]
-    return next((reg.get(type_name) for reg in regs if reg.get(type_name) is not None), None)
+    for reg in vars(registry).values():
+        if isinstance(reg, Registry) and (obj := reg.get(type_name)) is not None:
+            return obj
+    return None
 
 
 def _accepts(obj, arg):
