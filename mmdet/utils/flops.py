@@ -5,7 +5,7 @@ Cin -> Cout at output stride s costs k*k*Cin*Cout*(h // s)*(w // s), times its d
 Per Bottleneck (planes P, pytorch style, input stride S, output stride S * stride):
 conv1 (1x1, at S, density d1), conv2 (3x3) / conv3 (1x1, 4P) / DCN offset conv (3x3 -> 18)
 at d2, the downsample dense; sparse blocks add the two 3x3 mask convs (Cin -> 1, dense) and
-the interpolations 49*P*HW1*d1*(1-d1) and 49*4P*HW2*d2*(1-d2). The 7x7 stem conv is counted;
+the interpolations 49*P*HW1*d1*(1-d1) and 49*4P*HW2*d2*(1-d2). The stem conv (7x7) is counted;
 pooling, BN, ReLU, neck and heads are not. A BasicBlock (depth 18/34, beyond the paper) counts
 its two 3x3 convs at d1 and d2 and the interpolations on P channels, all at the output stride.
 """
@@ -41,7 +41,13 @@ def _check_densities(densities, depth):
 
 
 def backbone_gflops(
-    depth, resolution, densities=None, dcn_stages=(False, True, True, True), sparse=False, base_channels=64
+    depth,
+    resolution,
+    densities=None,
+    dcn_stages=(False, True, True, True),
+    sparse=False,
+    base_channels=64,
+    stem_kernel_size=7,
 ):
     """GFLOPs (1e9 multiply-accumulates) of a ResNet / SparseResNet backbone.
 
@@ -62,7 +68,7 @@ def backbone_gflops(
 
     bottleneck = depth >= 50
     expansion = 4 if bottleneck else 1
-    macs = 7 * 7 * 3 * base_channels * area(2)
+    macs = stem_kernel_size**2 * 3 * base_channels * area(2)
     cin, stride_in, index = base_channels, 4, 0
     for stage, count in enumerate(STAGE_BLOCKS[depth]):
         planes = base_channels * 2**stage
@@ -103,6 +109,7 @@ def backbone_gflops_from_cfg(backbone_cfg, resolution, densities=None):
         dcn_stages=tuple(backbone_cfg.get('stage_with_dcn', (False,) * 4)),
         sparse=kind == 'SparseResNet',
         base_channels=backbone_cfg.get('base_channels', 64),
+        stem_kernel_size=backbone_cfg.get('stem_kernel_size', 7),
     )
 
 

@@ -50,6 +50,14 @@ def test_out_indices_and_caffe_style():
     assert pytorch.layer2[0].conv1.stride == (1, 1) and pytorch.layer2[0].conv2.stride == (2, 2)
 
 
+def test_stem_kernel_size():
+    model = ResNet(18, base_channels=4, stem_kernel_size=3)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.padding == (1, 1)
+    assert model.conv1.stride == (2, 2)
+    outs = model(torch.randn(1, 3, 64, 96))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(16, 24), (8, 12), (4, 6), (2, 3)]
+
+
 def test_frozen_stages_and_norm_eval():
     model = ResNet(18, base_channels=4, frozen_stages=1, norm_eval=True)
     model.train()
@@ -156,3 +164,5 @@ def test_bad_arguments():
         ResNet(18, dcn=dict(type='DCN', deformable_groups=2), stage_with_dcn=(False, True, True, True))
     with pytest.raises(ValueError, match='num_stages'):
         ResNet(18, num_stages=3)
+    with pytest.raises(ValueError, match='stem_kernel_size'):
+        ResNet(18, stem_kernel_size=4)

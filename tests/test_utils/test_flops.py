@@ -84,6 +84,10 @@ def test_basic_block_depth_and_bad_input():
     downsample = 64 * 128 * A8 + 128 * 256 * A16 + 256 * 512 * A32
     expected = (49 * 3 * 64 * 496 * 832 + convs + downsample) / 1e9
     assert backbone_gflops(18, 1000, dcn_stages=(False,) * 4) == pytest.approx(expected, rel=1e-12)
+    stem3 = expected - (49 - 9) * 3 * 64 * 496 * 832 / 1e9  # a 3x3 stem instead of the 7x7
+    assert backbone_gflops(18, 1000, dcn_stages=(False,) * 4, stem_kernel_size=3) == pytest.approx(stem3)
+    cfg = dict(type='ResNet', depth=18, stem_kernel_size=3)
+    assert backbone_gflops_from_cfg(cfg, 1000) == pytest.approx(stem3)
     with pytest.raises(ValueError, match='expected 33'):
         backbone_gflops(101, 1000, [(1, 1)] * 8, sparse=True)
     with pytest.raises(ValueError, match=r'densities\[1\]'):

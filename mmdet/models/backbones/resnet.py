@@ -174,6 +174,8 @@ class ResNet(nn.Module):
         depth: 18, 34 (BasicBlock) or 50, 101, 152 (Bottleneck).
         in_channels: input image channels.
         base_channels: stem width and planes of stage 1 (64 in the paper; smaller for toy models).
+        stem_kernel_size: kernel of the stride-2 stem conv (7 in the paper; the toy demo models use 3
+            so that, as in ResNet-101, the stem is a small share of the backbone's FLOPs).
         strides: stride of the first block of each of the 4 stages.
         out_indices: stages whose outputs are returned (0-based).
         style: 'pytorch' (stride on the 3x3 conv) or 'caffe' (stride on the first 1x1 conv).
@@ -206,6 +208,7 @@ class ResNet(nn.Module):
         depth,
         in_channels=3,
         base_channels=64,
+        stem_kernel_size=7,
         strides=(1, 2, 2, 2),
         out_indices=(0, 1, 2, 3),
         style='pytorch',
@@ -224,6 +227,10 @@ class ResNet(nn.Module):
             )
         if style not in ('pytorch', 'caffe'):
             raise ValueError(f"{type(self).__name__}: style must be 'pytorch' or 'caffe', got {style!r}")
+        if stem_kernel_size not in (1, 3, 5, 7):
+            raise ValueError(
+                f'{type(self).__name__}: stem_kernel_size must be 1, 3, 5 or 7, got {stem_kernel_size!r}'
+            )
         if num_stages != 4:
             raise ValueError(f'{type(self).__name__}: num_stages must be 4, got {num_stages}')
         _check_dcn(dcn, stage_with_dcn, type(self).__name__)
@@ -246,7 +253,9 @@ class ResNet(nn.Module):
         self.strides = tuple(strides)
         self.base_channels = base_channels
 
-        self.conv1 = nn.Conv2d(in_channels, base_channels, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, base_channels, stem_kernel_size, stride=2, padding=stem_kernel_size // 2, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(base_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
