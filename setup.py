@@ -44,7 +44,8 @@ def _extensions():
     )
     if with_cuda:
         os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
-    extra = {'cxx': ['-O3', '-std=c++20']}
+    # -fopenmp: at::parallel_for in the CPU kernels is OpenMP (as in torch); without it, it runs on one thread
+    extra = {'cxx': ['-O3', '-std=c++20', '-fopenmp']}
     macros = []
     if with_cuda:
         extra['nvcc'] = ['-O3', '-std=c++20', '--expt-relaxed-constexpr']
@@ -55,6 +56,7 @@ def _extensions():
             include_dirs=[os.path.abspath(CSRC)],
             define_macros=macros,
             extra_compile_args=extra,
+            extra_link_args=['-fopenmp'],
         )
     else:
         ext = CppExtension(
@@ -63,6 +65,7 @@ def _extensions():
             include_dirs=[os.path.abspath(CSRC)],
             define_macros=macros,
             extra_compile_args=extra,
+            extra_link_args=['-fopenmp'],
         )
     print(f'[setup.py] building mmdet._ext with {"CPU + CUDA" if with_cuda else "CPU only"} kernels')
     return [ext], {'build_ext': BuildExtension.with_options(use_ninja=shutil.which('ninja') is not None)}

@@ -1,6 +1,9 @@
 """The compiled sparse ops (torch.ops.sai_det via mmdet.ops.sparse) against their references."""
 
+import importlib
 import math
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -267,6 +270,48 @@ def test_empty_mask_gives_bias_plus_residual():
     bias = torch.tensor([0.5, -0.5])
     out = sparse.sparse_interpolate(rows, idx, cnt, mask, 3.0, bias=bias, residual=residual, relu=True)
     assert torch.allclose(out, (residual + bias[:, None, None]).relu())
+
+
+@needs_ext
+def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
+    """Each output row is one thread's: 1 and 3 threads must agree bit for bit (no races)."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 8, 21, 17, generator=gen).contiguous(memory_format=torch.channels_last)
+    mask = make_mask('random', 2, 21, 17, gen)
+    idx, cnt = sparse.active_positions(mask)
+    weight = torch.randn(5, 8, 3, 3, generator=gen)
+    offset = torch.randn(idx.numel(), 18, generator=gen)
+    rows = torch.randn(idx.numel(), 8, generator=gen)
+
+    def run():
+        return (
+            sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1),
+            sparse.sparse_deform_conv(x, offset, weight, idx, cnt, 1, 1, 1),
+            sparse.sparse_interpolate(rows, idx, cnt, mask, 1.1, 7, None, x, relu=True),
+        )
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = run()
+        torch.set_num_threads(3)
+        multi = run()
+    finally:
+        torch.set_num_threads(threads)
+    assert int(cnt) > 64  # more rows than one thread's grain
+    for a, b in zip(single, multi):
+        assert torch.equal(a, b)
+
+
+@needs_ext
+@pytest.mark.skipif(shutil.which('nm') is None, reason='needs nm (binutils)')
+def test_extension_is_built_with_openmp():
+    """Without -fopenmp, at::parallel_for in the CPU kernels silently runs on one thread."""
+    library = importlib.import_module('mmdet._ext').__file__
+    symbols = subprocess.run(
+        ['nm', '-D', '--undefined-only', library], capture_output=True, text=True, check=True
+    )
+    assert 'GOMP_parallel' in symbols.stdout
 
 
 @needs_ext
