@@ -15,6 +15,7 @@ TORCH_LIBRARY(sai_det, m) {
   m.def(
       "sparse_interpolate(Tensor rows, Tensor indices, Tensor count, Tensor mask, Tensor sigma, int kernel_size, "
       "Tensor? bias, Tensor? residual, bool relu) -> Tensor");
+  m.def("tap_sum(Tensor taps, Tensor? bias, int stride) -> Tensor");  // CPU only (CUDA: Triton)
 }
 
 static struct PyModuleDef ext_module = {PyModuleDef_HEAD_INIT, "_ext",

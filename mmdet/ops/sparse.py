@@ -152,6 +152,24 @@ def sparse_interpolate(
     )
 
 
+def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:
+    """The shifted sum of a 3x3 tap GEMM (``mmdet.ops.tap_conv``): taps [B, H, W, 9 C] (column
+    t C + o holds tap t = 3 i + j of output o), bias [C] or None -> the stride-s, padding-1 conv
+    output Tensor[B, C, ceil(H / s), ceil(W / s)] (channels-last memory), in taps' dtype.
+    """
+    _check_tensor('taps', taps, taps.device if isinstance(taps, torch.Tensor) else None, ndim=4)
+    if taps.shape[3] % 9:
+        raise ValueError(f'taps: expected [B, H, W, 9 C], got shape {tuple(taps.shape)}')
+    if bias is not None:
+        _check_tensor('bias', bias, taps.device, shape=(taps.shape[3] // 9,))
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f'stride must be a positive int, got {stride!r}')
+    if taps.is_cuda and not uses_triton(taps):  # the compiled op is CPU only
+        return reference.tap_sum(taps, bias, stride)
+    bias = None if bias is None else bias.float()
+    return _impl('tap_sum', taps)(taps.contiguous(), bias, stride)
+
+
 def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
     """relu(conv1x1(x, weight) + bias + residual) on a dense map: x [B, Cin, H, W]; weight
     [Cout, Cin, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. One Triton kernel with a fused

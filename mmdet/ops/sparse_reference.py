@@ -77,3 +77,16 @@ def sparse_interpolate(
     if residual is not None:
         out = out + residual.to(out.dtype)
     return out.relu() if relu else out
+
+
+def tap_sum(taps: torch.Tensor, bias, stride: int = 1) -> torch.Tensor:
+    """taps: [B, H, W, 9 C] (column t C + o holds tap t = 3 i + j of output o) -> the stride-s,
+    padding-1 3x3 conv Tensor[B, C, ceil(H / s), ceil(W / s)]: nine shifted adds (differentiable)."""
+    channels = taps.shape[-1] // 9
+    height, width = taps.shape[1:3]
+    padded = F.pad(taps.permute(0, 3, 1, 2), (1, 1, 1, 1))
+    rows, cols = slice(0, height, stride), slice(0, width, stride)  # tap (i, j) starts at (i, j)
+    out = sum(
+        padded[:, t * channels : (t + 1) * channels, t // 3 :, t % 3 :][:, :, rows, cols] for t in range(9)
+    )
+    return out if bias is None else out + bias.to(out.dtype).view(1, channels, 1, 1)

@@ -1,9 +1,10 @@
-"""tap_conv3x3 against torch's conv2d (padding 1)."""
+"""tap_conv3x3 against torch's conv2d (padding 1); the compiled tap_sum against its reference."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mmdet.ops import has_ops, sparse, sparse_reference
 from mmdet.ops.tap_conv import tap_conv3x3
 
 
@@ -17,6 +18,46 @@ def test_tap_conv3x3_equals_conv2d(stride, size, with_bias):
     bias = torch.randn(18, generator=gen, dtype=torch.float64) if with_bias else None
     out = tap_conv3x3(x.contiguous(memory_format=torch.channels_last), weight, bias, stride)
     torch.testing.assert_close(out, F.conv2d(x, weight, bias, stride, padding=1))
+
+
+@pytest.mark.skipif(not has_ops(), reason='mmdet._ext is not built (python setup.py build_ext --inplace)')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_compiled_tap_sum_matches_reference(dtype, stride, with_bias):
+    gen = torch.Generator().manual_seed(7)
+    taps = torch.randn(2, 9, 14, 9 * 5, generator=gen).to(dtype)
+    bias = torch.randn(5, generator=gen) if with_bias else None
+    out = sparse.tap_sum(taps, bias, stride)
+    assert out.dtype == dtype and out.shape == ((2, 5, 9, 14) if stride == 1 else (2, 5, 5, 7))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    expected = sparse_reference.tap_sum(taps.double(), bias, stride)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(out.double(), expected, rtol=tol, atol=tol)
+
+
+def test_tap_sum_hand_computed():
+    # 1 x 2 map, one output, taps = column index + 10 * x: at x = 0 the taps of the right
+    # column (j = 2: t = 2, 5, 8) and the middle one (t = 1, 4, 7) of the middle row are in the map
+    taps = torch.zeros(1, 1, 2, 9)
+    taps[0, 0, 0] = torch.arange(9.0)
+    taps[0, 0, 1] = torch.arange(9.0) + 10
+    out = sparse.tap_sum(taps, torch.tensor([0.5]), 1).flatten().tolist()
+    # (0, 0): taps 4 (itself) and 5 (right neighbour); (0, 1): taps 3 (left) and 4 (itself)
+    assert out == [4 + 15 + 0.5, 3 + 14 + 0.5]
+    with pytest.raises(ValueError, match='9 C'):
+        sparse.tap_sum(torch.zeros(1, 2, 2, 10))
+
+
+def test_tap_conv3x3_without_autograd_equals_conv2d():
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(1, 6, 9, 11, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(2, 6, 3, 3, generator=gen), torch.randn(2, generator=gen)
+    with torch.no_grad():
+        for stride in (1, 2):
+            out = tap_conv3x3(x, weight, bias, stride)
+            expected = F.conv2d(x, weight, bias, stride, padding=1)
+            torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_tap_conv3x3_keeps_gradients():
