@@ -39,7 +39,7 @@ from mmdet.ops.tap_conv import tap_conv3x3
 DENSE_FALLBACK_DENSITY = {3: 0.9}
 # Mask density above which the stride-1 3x3 offset conv (Cin -> 18) runs densely on the CPU: its
 # sparse kernel gathers 9 Cin-wide patches per position for only 18 outputs.
-DENSE_OFFSET_DENSITY = 0.3
+DENSE_OFFSET_DENSITY = 0.4
 
 
 def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, torch.Tensor]:
