@@ -54,7 +54,8 @@ def test_tap_conv3x3_without_autograd_equals_conv2d():
     x = torch.randn(1, 6, 9, 11, generator=gen)
     weight, bias = torch.randn(2, 6, 3, 3, generator=gen), torch.randn(2, generator=gen)
     with torch.no_grad():
-        for stride, layout in [(1, torch.channels_last), (2, torch.channels_last), (1, torch.contiguous_format)]:
+        cases = [(1, torch.channels_last), (2, torch.channels_last), (1, torch.contiguous_format)]
+        for stride, layout in cases:
             out = tap_conv3x3(x.contiguous(memory_format=layout), weight, bias, stride)
             expected = F.conv2d(x, weight, bias, stride, padding=1)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
