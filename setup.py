@@ -11,6 +11,7 @@ pure-PyTorch reference paths (mmdet.ops says which path it uses).
 import glob
 import os
 import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -44,8 +45,10 @@ def _extensions():
     )
     if with_cuda:
         os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
-    # -fopenmp: at::parallel_for in the CPU kernels is OpenMP (as in torch); without it, it runs on one thread
-    extra = {'cxx': ['-O3', '-std=c++20', '-fopenmp']}
+    # at::parallel_for in the CPU kernels is OpenMP where torch's is (Linux builds): without
+    # -fopenmp it silently runs on one thread (macOS clang needs other flags: left single-threaded)
+    openmp = ['-fopenmp'] if torch.backends.openmp.is_available() and sys.platform.startswith('linux') else []
+    extra = {'cxx': ['-O3', '-std=c++20', *openmp]}
     macros = []
     if with_cuda:
         extra['nvcc'] = ['-O3', '-std=c++20', '--expt-relaxed-constexpr']
@@ -56,7 +59,7 @@ def _extensions():
             include_dirs=[os.path.abspath(CSRC)],
             define_macros=macros,
             extra_compile_args=extra,
-            extra_link_args=['-fopenmp'],
+            extra_link_args=openmp,
         )
     else:
         ext = CppExtension(
@@ -65,7 +68,7 @@ def _extensions():
             include_dirs=[os.path.abspath(CSRC)],
             define_macros=macros,
             extra_compile_args=extra,
-            extra_link_args=['-fopenmp'],
+            extra_link_args=openmp,
         )
     print(f'[setup.py] building mmdet._ext with {"CPU + CUDA" if with_cuda else "CPU only"} kernels')
     return [ext], {'build_ext': BuildExtension.with_options(use_ninja=shutil.which('ninja') is not None)}
