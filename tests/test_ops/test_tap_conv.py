@@ -37,8 +37,8 @@ def test_compiled_tap_sum_matches_reference(dtype, stride, with_bias):
 
 
 def test_tap_sum_hand_computed():
-    # 1 x 2 map, one output, taps = column index + 10 * x: at x = 0 the taps of the right
-    # column (j = 2: t = 2, 5, 8) and the middle one (t = 1, 4, 7) of the middle row are in the map
+    # a 1 x 2 map with one output channel; the taps at x hold t + 10 x (tap t = 3 i + j). Only the
+    # middle row of taps (i = 1: t = 3, 4, 5) lands in a one-row map, and only two of its columns
     taps = torch.zeros(1, 1, 2, 9)
     taps[0, 0, 0] = torch.arange(9.0)
     taps[0, 0, 1] = torch.arange(9.0) + 10
