@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matplotlib  # noqa: E402
-import mmengine  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mmdet.core.evaluation import load_results  # noqa: E402
 from mmdet.datasets import build_dataset  # noqa: E402
 from mmdet.utils import load_config  # noqa: E402
 
@@ -143,7 +143,8 @@ def evaluate_run(run):
     """COCO bbox metrics of ``run``'s results.pkl on the derived config's test set -> metrics.json."""
     cfg = run.config()
     dataset = build_dataset(cfg.data.test, dict(test_mode=True))
-    metrics = dataset.evaluate(mmengine.load(run.results), metric='bbox')
+    results = load_results(run.results).ordered(dataset.img_ids, dataset.CLASSES, where='data.test')
+    metrics = dataset.evaluate(results, metric='bbox')
     with open(run.metrics_json, 'w') as f:
         json.dump(metrics, f, indent=1)
     return metrics

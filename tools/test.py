@@ -1,26 +1,40 @@
-"""Test a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out r.pkl] [--eval bbox]``, or
-under torchrun with ``--launcher pytorch`` (tools/dist_test.sh). For a SparseResNet backbone it
-also prints the per-block mask densities and the measured backbone GFLOPs and, with ``--out``,
-writes them to ``<out without extension>_density.json``. Its stochastic sampling draws from a
-generator seeded with ``--seed`` (plus the rank), so evaluating a checkpoint twice gives the
-same masks and the same numbers."""
+"""Test a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [--out r.pkl] [--eval bbox]``, under
+torchrun with ``--launcher pytorch`` (tools/dist_test.sh) or under srun with ``--launcher slurm``
+(tools/slurm_test.sh). For a SparseResNet backbone it also prints the per-block mask densities
+and the measured backbone GFLOPs, in the official code's log lines and in our table, and, with
+``--out``, writes them to ``<out without extension>_density.json``. Its stochastic sampling
+draws from a generator seeded with ``--seed`` (plus the rank), so evaluating a checkpoint twice
+gives the same masks and the same numbers."""
 
 import argparse
+import functools
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import mmengine  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import get_dist_info  # noqa: E402
-from mmengine.runner import load_checkpoint  # noqa: E402
 
-from mmdet.apis.test import density_report, format_density_table, predict_dataset  # noqa: E402
+from mmdet.apis import show_result  # noqa: E402
+from mmdet.apis.checkpoint import check_classes, load_checkpoint  # noqa: E402
+from mmdet.apis.test import (  # noqa: E402
+    density_report,
+    detections_as_proposals,
+    format_density_table,
+    format_official_density_log,
+    predict_dataset,
+)
+from mmdet.core.evaluation import save_results  # noqa: E402
 from mmdet.datasets import build_dataloader, build_dataset  # noqa: E402
 from mmdet.models import build_detector  # noqa: E402
-from mmdet.utils import init_dist_env, load_config, resolve_device  # noqa: E402
+from mmdet.utils import config_notes, init_dist_env, load_config, resolve_device  # noqa: E402
+from mmdet.utils.dist import LAUNCHERS  # noqa: E402
+
+EVAL_CHOICES = ('proposal', 'proposal_fast', 'bbox', 'segm', 'keypoints')  # the official test.py's
+SUPPORTED_EVALS = ('bbox', 'proposal')
+SHOW_SCORE_THR = 0.3
 
 
 def parse_args(argv=None):
@@ -28,10 +42,31 @@ def parse_args(argv=None):
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='write the raw results here (.pkl)')
-    parser.add_argument('--eval', nargs='+', choices=['bbox'], help='metrics to evaluate (COCO bbox mAP)')
+    parser.add_argument(
+        '--eval',
+        nargs='+',
+        choices=EVAL_CHOICES,
+        help='COCO metrics: bbox (mAP), proposal (class-agnostic recall of the detections, AR@100/300/1000)',
+    )
+    parser.add_argument(
+        '--show',
+        action='store_true',
+        help=f'draw the detections scoring >= {SHOW_SCORE_THR} on every test image into --show-dir',
+    )
+    parser.add_argument('--show-dir', help='folder of --show (default: <work_dir>/show); implies --show')
+    parser.add_argument(
+        '--tmpdir',
+        help='with several processes: gather the results through files in a new folder in this one',
+    )
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: a.b=c')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch'], default='none', help='pytorch: under torchrun'
+        '--launcher',
+        choices=LAUNCHERS,
+        default='none',
+        help='pytorch: under torchrun (tools/dist_test.sh); slurm: under srun (tools/slurm_test.sh)',
+    )
+    parser.add_argument(
+        '--local-rank', '--local_rank', dest='local_rank', type=int, help='set by torch.distributed.launch'
     )
     parser.add_argument('--device', choices=['cpu', 'cuda'], help='default: cuda when available')
     parser.add_argument(
@@ -40,7 +75,28 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl file, got {args.out!r}')
+    unsupported = [metric for metric in args.eval or [] if metric not in SUPPORTED_EVALS]
+    if unsupported:
+        parser.error(
+            f'--eval {" ".join(unsupported)}: not supported by this detector (Faster R-CNN outputs boxes '
+            f'only); choose from {", ".join(SUPPORTED_EVALS)}'
+        )
     return args
+
+
+def show_directory(args, cfg):
+    """``--show-dir``, else ``show`` in the work_dir train.py would use for this config."""
+    if args.show_dir:
+        return args.show_dir
+    config_name = os.path.splitext(os.path.basename(args.config))[0]
+    return os.path.join(cfg.get('work_dir') or os.path.join('work_dirs', config_name), 'show')
+
+
+def draw_detections(img_metas, results, class_names, show_dir):
+    """Save each image with its detections drawn as ``show_dir/<image file name>``."""
+    for meta, result in zip(img_metas, results):
+        out_file = os.path.join(show_dir, os.path.basename(meta['filename']))
+        show_result(meta['filename'], result, class_names, score_thr=SHOW_SCORE_THR, out_file=out_file)
 
 
 def main(argv=None):
@@ -49,29 +105,43 @@ def main(argv=None):
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     device = resolve_device(args.device)
-    distributed, device = init_dist_env(args.launcher, device, cfg.get('dist_params', {}).get('backend'))
+    backend = cfg.get('dist_params', {}).get('backend')
+    distributed, device = init_dist_env(args.launcher, device, backend, args.local_rank)
     rank, _ = get_dist_info()
+    if rank == 0:
+        for note in config_notes(cfg):
+            print(f'config in the official v0.6 schema: {note}')
 
+    dataset = build_dataset(cfg.data.test, dict(test_mode=True))
     cfg.model.pretrained = None
     model = build_detector(cfg.model, train_cfg=None, test_cfg=cfg.test_cfg)
-    load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
+    checkpoint = load_checkpoint(model, args.checkpoint, strict=True)
+    check_classes(checkpoint, args.checkpoint, dataset.CLASSES, 'data.test')
     if hasattr(model.backbone, 'set_sampling_seed'):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
-    dataset = build_dataset(cfg.data.test, dict(test_mode=True))
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)
-    results = predict_dataset(model, data_loader, device)
+    show_dir = show_directory(args, cfg) if args.show or args.show_dir else None
+    on_batch = None
+    if show_dir is not None:
+        on_batch = functools.partial(draw_detections, class_names=dataset.CLASSES, show_dir=show_dir)
+    results = predict_dataset(model, data_loader, device, tmpdir=args.tmpdir, on_batch=on_batch)
     report = density_report(model, cfg)  # every rank takes part in the all-reduce
 
     if rank != 0:
         return
+    if show_dir is not None:
+        print(f'drew the detections scoring >= {SHOW_SCORE_THR} on the {len(dataset)} images into {show_dir}')
     if args.out:
         print(f'writing results to {args.out}')
-        mmengine.dump(results, args.out)
+        save_results(args.out, results, dataset.img_ids, dataset.CLASSES)
     for metric in args.eval or []:
-        metrics = dataset.evaluate(results, metric=metric)
+        metrics = dataset.evaluate(
+            detections_as_proposals(results) if metric == 'proposal' else results, metric
+        )
         print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
     if report is not None:
+        print(format_official_density_log(report, cfg.model.backbone.depth))
         print(format_density_table(report))
         if args.out:
             path = os.path.splitext(args.out)[0] + '_density.json'

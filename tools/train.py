@@ -1,7 +1,11 @@
-"""Train a detector: ``python tools/train.py CONFIG [options]``, or under torchrun with
-``--launcher pytorch`` (tools/dist_train.sh), on GPUs (NCCL) or CPUs (gloo)."""
+"""Train a detector: ``python tools/train.py CONFIG [options]``, under torchrun with ``--launcher
+pytorch`` (tools/dist_train.sh) or under srun with ``--launcher slurm`` (tools/slurm_train.sh), on
+GPUs (NCCL) or CPUs (gloo). The official train.py's options work too (``--work_dir``,
+``--resume_from``, ``--gpus 1``, ``--local_rank``); arguments it does not know are ignored with
+a warning in the log, as the official one ignored them."""
 
 import argparse
+import difflib
 import os
 import sys
 import time
@@ -16,14 +20,39 @@ from mmdet.apis.train import train_detector  # noqa: E402
 from mmdet.datasets import build_dataloader, build_dataset  # noqa: E402
 from mmdet.models import build_detector  # noqa: E402
 from mmdet.ops import backend_summary  # noqa: E402
-from mmdet.utils import get_root_logger, init_dist_env, load_config, resolve_device, set_random_seed  # noqa: E402
+from mmdet.utils import (  # noqa: E402
+    config_notes,
+    get_root_logger,
+    init_dist_env,
+    load_config,
+    resolve_device,
+    set_random_seed,
+)
+from mmdet.utils.dist import LAUNCHERS  # noqa: E402
+from mmdet.utils.work_dir_lock import work_dir_lock  # noqa: E402
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text}')
+    return value
 
 
 def parse_args(argv=None):
+    """The options, as ``argparse.Namespace``, plus ``ignored``: the warnings about the arguments it
+    ignores (unknown ones, which the official train.py tolerated too, and ``--gpus`` under a launcher)."""
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='config file')
-    parser.add_argument('--work-dir', help='where logs and checkpoints go (default: cfg.work_dir)')
-    parser.add_argument('--resume-from', help='checkpoint to resume training from')
+    parser.add_argument(
+        '--work-dir',
+        '--work_dir',
+        dest='work_dir',
+        help='where logs and checkpoints go (default: cfg.work_dir)',
+    )
+    parser.add_argument(
+        '--resume-from', '--resume_from', dest='resume_from', help='checkpoint to resume from'
+    )
     parser.add_argument(
         '--auto-resume', action='store_true', help='resume from work_dir/latest.pth if it exists'
     )
@@ -32,10 +61,46 @@ def parse_args(argv=None):
     parser.add_argument('--deterministic', action='store_true', help='deterministic cuDNN / algorithms')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: a.b=c')
     parser.add_argument(
-        '--launcher', choices=['none', 'pytorch'], default='none', help='pytorch: under torchrun'
+        '--launcher',
+        choices=LAUNCHERS,
+        default='none',
+        help='pytorch: under torchrun (tools/dist_train.sh); slurm: under srun (tools/slurm_train.sh)',
     )
     parser.add_argument('--device', choices=['cpu', 'cuda'], help='default: cuda when available')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--gpus',
+        type=positive_int,
+        help='GPUs of a run without a launcher: only 1 (one process); more: tools/dist_train.sh',
+    )
+    parser.add_argument(
+        '--local-rank', '--local_rank', dest='local_rank', type=int, help='set by torch.distributed.launch'
+    )
+    args, unknown = parser.parse_known_args(argv)
+    if args.gpus is not None and args.gpus > 1 and args.launcher == 'none':
+        parser.error(
+            f'--gpus {args.gpus}: tools/train.py runs one process on one device; to train on {args.gpus} '
+            f'GPUs run tools/dist_train.sh {args.config} {args.gpus} [options] (torchrun), or '
+            'tools/slurm_train.sh on a Slurm cluster'
+        )
+    args.ignored = []
+    if unknown:
+        args.ignored.append(unknown_arguments_warning(unknown, list(parser._option_string_actions)))
+    if args.gpus is not None and args.launcher != 'none':
+        args.ignored.append(
+            f'--gpus {args.gpus} is ignored under --launcher {args.launcher}: one process per GPU'
+        )
+    return args
+
+
+def unknown_arguments_warning(unknown, options):
+    """The warning about the arguments ``unknown`` to train.py, with the close ``options`` as hints."""
+    hints = []
+    for arg in (arg for arg in unknown if arg.startswith('-')):
+        close = difflib.get_close_matches(arg.split('=')[0], options, n=1, cutoff=0.75)
+        if close:
+            hints.append(f'{arg} (did you mean {close[0]}?)')
+    hint = f'; {", ".join(hints)}' if hints else ''
+    return f'ignoring arguments tools/train.py does not know: {" ".join(unknown)}{hint}'
 
 
 def main(argv=None):
@@ -50,15 +115,26 @@ def main(argv=None):
     cfg.deterministic = args.deterministic or cfg.get('deterministic', False)
 
     device = resolve_device(args.device)
-    distributed, device = init_dist_env(args.launcher, device, cfg.get('dist_params', {}).get('backend'))
-    rank, world_size = get_dist_info()
+    backend = cfg.get('dist_params', {}).get('backend')
+    distributed, device = init_dist_env(args.launcher, device, backend, args.local_rank)
     os.makedirs(cfg.work_dir, exist_ok=True)
+    with work_dir_lock(cfg.work_dir):  # a second training in this work dir is refused
+        run(args, cfg, config_name, distributed, device)
+
+
+def run(args, cfg, config_name, distributed, device):
+    """Log, build the model and the data, and train (in the locked work dir)."""
+    rank, world_size = get_dist_info()
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     logger = get_root_logger(os.path.join(cfg.work_dir, f'{timestamp}.log'), cfg.get('log_level', 'INFO'))
     config_text = cfg.pretty_text
     if rank == 0:
         with open(os.path.join(cfg.work_dir, f'{config_name}.py'), 'w') as f:
             f.write(config_text)
+    for warning in args.ignored:
+        logger.warning(warning)
+    for note in config_notes(cfg):
+        logger.info(f'config in the official v0.6 schema: {note}')
     logger.info(
         f'SAI-Det {mmdet.__version__}; {backend_summary()}; device {device}, {world_size} process(es)'
     )

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 
+from mmdet.apis.checkpoint import load_checkpoint
 from mmdet.apis.test import to_device
 from mmdet.datasets.collate import collate
 from mmdet.datasets.image_io import read_image
@@ -31,7 +31,7 @@ def init_detector(config, checkpoint=None, device='cpu'):
     model = build_detector(cfg.model, train_cfg=None, test_cfg=cfg.test_cfg)
     classes = None
     if checkpoint is not None:
-        meta = load_checkpoint(model, checkpoint, map_location='cpu', strict=True).get('meta', {})
+        meta = load_checkpoint(model, checkpoint, strict=True).get('meta', {})
         classes = meta.get('CLASSES') or None
     if classes is None:
         test = cfg.data.test

@@ -10,10 +10,16 @@ from collections import OrderedDict
 
 import torch
 from mmengine.dist import all_reduce, get_dist_info
-from mmengine.runner import load_checkpoint
 from tqdm import tqdm
 
-from mmdet.apis.checkpoint import resume_training, save_training_checkpoint, unwrap
+from mmdet.apis.checkpoint import (
+    find_resume_checkpoint,
+    load_checkpoint,
+    remove_stale_temp_files,
+    resume_training,
+    save_training_checkpoint,
+    unwrap,
+)
 from mmdet.apis.log_hooks import build_log_hooks
 from mmdet.apis.test import density_report, predict_dataset, to_device
 from mmdet.utils import get_rng_state, set_rng_state
@@ -209,11 +215,21 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
 
     ``val_loader`` (if given) is evaluated with ``dataset.evaluate(results, metric=evaluation.metric)``
     every ``evaluation.interval`` epochs (defaults: ``'bbox'``, 1).
-    Resumes from ``cfg.resume_from``, or from ``work_dir/latest.pth`` when ``cfg.auto_resume``;
-    otherwise loads weights from ``cfg.load_from`` if set. Returns the trained model.
+    Resumes from ``cfg.resume_from``, or when ``cfg.auto_resume`` from ``work_dir/latest.pth``
+    (from the newest ``epoch_<n>.pth`` that reads if that one does not: ``find_resume_checkpoint``);
+    otherwise loads weights from ``cfg.load_from`` if set. Refuses an empty ``data_loader``, and
+    removes the temporary files that killed runs left in ``work_dir``. Returns the trained model.
     """
     rank, _ = get_dist_info()
+    if len(data_loader) == 0:
+        raise ValueError(
+            f'the training data loader is empty ({len(data_loader.dataset)} images): nothing to train on'
+        )
     os.makedirs(cfg.work_dir, exist_ok=True)
+    if rank == 0:
+        stale = remove_stale_temp_files(cfg.work_dir)
+        if stale:
+            logger.warning(f'removed {len(stale)} temporary files of interrupted checkpoint saves: {stale}')
     model.to(device)
     if distributed:
         device_ids = [torch.device(device).index] if torch.device(device).type == 'cuda' else None
@@ -228,10 +244,12 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
     config_text = cfg.pretty_text
 
     start_epoch, iteration = 0, 0
-    latest = os.path.join(cfg.work_dir, 'latest.pth')
-    resume_from = latest if cfg.get('auto_resume') and os.path.isfile(latest) else cfg.get('resume_from')
+    resume_from, checkpoint = cfg.get('resume_from'), None
+    if cfg.get('auto_resume'):
+        found, checkpoint = find_resume_checkpoint(cfg.work_dir, logger)
+        resume_from = found or resume_from
     if resume_from:
-        meta = resume_training(resume_from, model, optimizer, amp.scaler, logger)
+        meta = resume_training(resume_from, model, optimizer, amp.scaler, logger, checkpoint=checkpoint)
         start_epoch, iteration = meta['epoch'], meta['iter']
         logger.info(f'resumed from {resume_from} at epoch {start_epoch}, iteration {iteration}')
         if meta.get('seed') != cfg.get('seed'):
@@ -240,7 +258,7 @@ def train_detector(model, data_loader, cfg, *, distributed=False, val_loader=Non
                 'will differ from the uninterrupted run (pass the same --seed for an exact resume)'
             )
     elif cfg.get('load_from'):
-        load_checkpoint(unwrap(model), cfg.load_from, map_location='cpu', strict=False, logger=logger)
+        load_checkpoint(unwrap(model), cfg.load_from, strict=False, logger=logger)
         logger.info(f'loaded weights from {cfg.load_from}')
 
     total_epochs = cfg.total_epochs

@@ -6,6 +6,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from mmdet.core.evaluation import coco_evaluate, det2json, load_coco, proposal2json
+from mmdet.datasets.ann_checks import AnnotationReport, check_images, clipped_box
 from mmdet.datasets.image_io import ImageReadError, check_prefix
 from mmdet.datasets.pipelines import Compose
 from mmdet.registry import DATASETS
@@ -18,8 +19,11 @@ class CustomDataset(Dataset):
     """COCO-format detection data: images, boxes and the pipeline that turns them into samples.
 
     Labels are ``1..len(classes)`` in the order of ``classes`` (0 is background, v0.6). Boxes
-    ``[x, y, w, h]`` become v0.6 ``[x, y, x + w - 1, y + h - 1]``; crowd boxes go to
-    ``gt_bboxes_ignore``; annotations of other categories are dropped.
+    ``[x, y, w, h]`` become v0.6 ``[x, y, x + w - 1, y + h - 1]``, clipped to the image; crowd
+    boxes go to ``gt_bboxes_ignore``; annotations of other categories are left out. The file is
+    checked first (``mmdet.datasets.ann_checks``): bad image records and bboxes raise, unusable
+    annotations are dropped with one warning that counts them by reason, and a training set
+    left without any image raises, saying why.
 
     Args:
         ann_file (str): COCO-format json.
@@ -33,8 +37,9 @@ class CustomDataset(Dataset):
         on_bad_image ('error' | 'skip'): in training, an unreadable image raises, or is
             replaced by a random other image of the same aspect group with a warning (counted in
             ``num_bad_images``, per process).
-        on_bad_ann ('skip' | 'error'): an annotation with width or height < 1 is dropped with
-            one warning for the file, or raises naming its id.
+        on_bad_ann ('skip' | 'error'): annotations with an unknown category or image id, a
+            width or height < 1, or a box outside the image are dropped with one warning for the
+            file, or raise naming them.
     Attributes:
         flag (np.ndarray[N] uint8): 1 where the image's width / height > 1 (``GroupSampler``).
     """
@@ -58,13 +63,18 @@ class CustomDataset(Dataset):
         self.ann_file, self.img_prefix = ann_file, img_prefix
         self.test_mode, self.on_bad_image = test_mode, on_bad_image
         self.coco = load_coco(ann_file)
+        check_images(self.coco, ann_file)
         check_prefix(img_prefix)
         self.CLASSES, self.cat_ids = self._select_classes(classes if classes is not None else self.CLASSES)
         self.cat2label = {cat_id: i + 1 for i, cat_id in enumerate(self.cat_ids)}
-        self._bad_ann_ids = self._find_bad_anns(on_bad_ann)
+        report = AnnotationReport(self.coco, self.cat2label, ann_file)
+        report.warn_or_raise(on_bad_ann)
+        self._bad_ann_ids = report.unusable_ids
         img_ids = self.coco.getImgIds()
         if not test_mode and filter_empty_gt:
             img_ids = [i for i in img_ids if any(self._usable(a) for a in self.coco.imgToAnns[i])]
+            if not img_ids:
+                raise ValueError(report.no_image_left(len(self.coco.imgs)))
         self.img_ids = img_ids
         self.img_infos = [self.coco.imgs[i] for i in img_ids]
         self.flag = np.array([info['width'] / info['height'] > 1 for info in self.img_infos], dtype=np.uint8)
@@ -83,29 +93,6 @@ class CustomDataset(Dataset):
             )
         return tuple(classes), [name2id[name] for name in classes]
 
-    def _find_bad_anns(self, on_bad_ann):
-        bad = []
-        for ann in self.coco.anns.values():
-            bbox = ann.get('bbox')
-            if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-                raise ValueError(
-                    f'ann_file {self.ann_file!r}: annotation id {ann.get("id")} has bbox {bbox!r}'
-                )
-            if ann['category_id'] in self.cat2label and (bbox[2] < 1 or bbox[3] < 1):
-                if on_bad_ann == 'error':
-                    raise ValueError(
-                        f'ann_file {self.ann_file!r}: annotation id {ann["id"]} (image {ann["image_id"]}) '
-                        f'has bbox {bbox} with width or height < 1'
-                    )
-                bad.append(ann['id'])
-        if bad:
-            warnings.warn(
-                f'ann_file {self.ann_file!r}: skipped {len(bad)} annotations with width or height < 1 '
-                f'(ids {bad[:10]}{"..." if len(bad) > 10 else ""})',
-                stacklevel=3,
-            )
-        return set(bad)
-
     def _usable(self, ann):
         return (
             ann['category_id'] in self.cat2label
@@ -119,11 +106,11 @@ class CustomDataset(Dataset):
     def get_ann_info(self, idx):
         """Boxes of image ``idx``: ``bboxes`` [n, 4] f32, ``labels`` [n] i64, ``bboxes_ignore`` [k, 4] f32."""
         bboxes, labels, ignore = [], [], []
+        info = self.img_infos[idx]
         for ann in self.coco.imgToAnns[self.img_ids[idx]]:
             if not self._usable(ann):
                 continue
-            x, y, w, h = ann['bbox']
-            box = [x, y, x + w - 1, y + h - 1]
+            box = clipped_box(ann['bbox'], info['width'], info['height'])
             if ann.get('iscrowd', 0):
                 ignore.append(box)
             else:

@@ -1,4 +1,4 @@
-from .config import load_config, merge_cfg_options
+from .config import config_notes, load_config, merge_cfg_options
 from .dist import init_dist_env, resolve_device
 from .flops import backbone_gflops, backbone_gflops_from_cfg
 from .logger import get_root_logger
@@ -7,6 +7,7 @@ from .seeding import get_rng_state, set_random_seed, set_rng_state
 __all__ = [
     'backbone_gflops',
     'backbone_gflops_from_cfg',
+    'config_notes',
     'get_rng_state',
     'get_root_logger',
     'init_dist_env',

@@ -3,9 +3,10 @@
 For resolution r the input is h x w = (r // 32 * 32) x (floor(r * 5/3 / 32) * 32); a k x k conv
 Cin -> Cout at output stride s costs k*k*Cin*Cout*(h // s)*(w // s), times its density.
 Per Bottleneck (planes P, pytorch style, input stride S, output stride S * stride):
-conv1 (1x1, at S, density d1), conv2 (3x3) / conv3 (1x1, 4P) / DCN offset conv (3x3 -> 18)
-at d2, the downsample dense; sparse blocks add the two 3x3 mask convs (Cin -> 1, dense) and
-the interpolations 49*P*HW1*d1*(1-d1) and 49*4P*HW2*d2*(1-d2). The stem conv (7x7) is counted;
+conv1 (1x1, at S, density d1), conv2 (3x3) / conv3 (1x1, 4P) / DCN offset conv (3x3 -> 18, or
+27 with DCNv2's modulation) at d2, the downsample dense; sparse blocks add the two 3x3 mask
+convs (Cin -> 1, dense) and the interpolations k*k*P*HW1*d1*(1-d1) and k*k*4P*HW2*d2*(1-d2)
+for the k x k Gaussian (k = 7 in the paper: 49 taps). The stem conv (7x7) is counted;
 pooling, BN, ReLU, neck and heads are not. A BasicBlock (depth 18/34, beyond the paper) counts
 its two 3x3 convs at d1 and d2 and the interpolations on P channels, all at the output stride.
 """
@@ -14,8 +15,8 @@ import json
 import math
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-INTERP_TAPS = 49  # the 7 x 7 Gaussian
-OFFSET_CHANNELS = 18
+OFFSET_CHANNELS = 18  # DCN v1: (dy, dx) per tap of the 3x3 conv2
+MODULATED_OFFSET_CHANNELS = 27  # DCNv2: and one modulation logit per tap
 
 
 def input_size(resolution):
@@ -48,11 +49,15 @@ def backbone_gflops(
     sparse=False,
     base_channels=64,
     stem_kernel_size=7,
+    gaussian_kernel=7,
+    dcn_modulated=False,
 ):
     """GFLOPs (1e9 multiply-accumulates) of a ResNet / SparseResNet backbone.
 
     densities: per block (d1, d2) in network order (e.g. ``MaskDensity.per_block()``); only with
     ``sparse=True``, where None means every density 1. ResNet-101-DCN, dense, r = 1000: 289.47.
+    gaussian_kernel: side of the interpolation Gaussian (odd; k*k taps per interpolated value).
+    dcn_modulated: DCNv2 offset convs (27 outputs instead of 18) in the ``dcn_stages``.
     """
     if densities is not None and not sparse:
         raise ValueError(
@@ -61,6 +66,10 @@ def backbone_gflops(
     if densities is None:
         densities = [(1.0, 1.0)] * num_blocks(depth)
     _check_densities(densities, depth)
+    if not isinstance(gaussian_kernel, int) or gaussian_kernel < 1 or gaussian_kernel % 2 == 0:
+        raise ValueError(f'gaussian_kernel: expected an odd positive int, got {gaussian_kernel!r}')
+    interp_taps = gaussian_kernel**2
+    offset_channels = MODULATED_OFFSET_CHANNELS if dcn_modulated else OFFSET_CHANNELS
     h, w = input_size(resolution)
 
     def area(stride):
@@ -85,10 +94,10 @@ def backbone_gflops(
             if b == 0 and (cin != cout or stride_out != stride_in):
                 macs += cin * cout * hw_out
             if dcn_stages[stage]:
-                macs += 9 * cin * OFFSET_CHANNELS * hw_out * d2
+                macs += 9 * cin * offset_channels * hw_out * d2
             if sparse:
                 macs += 9 * cin * (hw1 + hw_out)  # conv1_mask, conv2_mask
-                macs += INTERP_TAPS * (planes * hw1 * d1 * (1 - d1) + cout * hw_out * d2 * (1 - d2))
+                macs += interp_taps * (planes * hw1 * d1 * (1 - d1) + cout * hw_out * d2 * (1 - d2))
             cin, stride_in, index = cout, stride_out, index + 1
     return macs / 1e9
 
@@ -102,6 +111,7 @@ def backbone_gflops_from_cfg(backbone_cfg, resolution, densities=None):
         raise ValueError("model.backbone.style: the counter assumes 'pytorch' style (stride on the 3x3 conv)")
     if tuple(backbone_cfg.get('strides', (1, 2, 2, 2))) != (1, 2, 2, 2):
         raise ValueError('model.backbone.strides: the counter assumes the default (1, 2, 2, 2)')
+    dcn = backbone_cfg.get('dcn') or {}
     return backbone_gflops(
         backbone_cfg['depth'],
         resolution,
@@ -110,6 +120,8 @@ def backbone_gflops_from_cfg(backbone_cfg, resolution, densities=None):
         sparse=kind == 'SparseResNet',
         base_channels=backbone_cfg.get('base_channels', 64),
         stem_kernel_size=backbone_cfg.get('stem_kernel_size', 7),
+        gaussian_kernel=backbone_cfg.get('gaussian_kernel', 7),
+        dcn_modulated=dcn.get('modulated', False),
     )
 
 

@@ -16,6 +16,7 @@ class EchoDetector(nn.Module):
     def __init__(self, num_classes=3, pretrained=None, train_cfg=None, test_cfg=None):
         super().__init__()
         self.conv = nn.Conv2d(3, 1, 1)
+        self.backbone = nn.Identity()  # a plain backbone, as tools/test.py expects of a detector
         self.num_classes = num_classes
         self.calls = []
 

@@ -86,14 +86,16 @@ def test_crowd_and_bad_annotations(sample_copy):
         data['annotations'][1]['id'] = 77
 
     edit_annotations(sample_copy, edit)
-    with pytest.warns(UserWarning, match=r'skipped 1 annotations .*\[77\]'):
+    with pytest.warns(
+        UserWarning, match=r'skipped 1 of 5 annotations: 1 with width or height < 1 \(annotation ids \[77\]\)'
+    ):
         ds = _coco(sample_copy)
     assert ds.img_ids == [1, 3, 4]  # crowd-only image kept, chelsea lost its only box
     ann = ds.get_ann_info(0)
     assert ann['bboxes'].shape == (0, 4) and ann['labels'].shape == (0,)
     np.testing.assert_array_equal(ann['bboxes_ignore'], [[20, 15, 364, 511]])
     assert ds[0]['gt_bboxes_ignore'].shape == (1, 4)
-    with pytest.raises(ValueError, match='annotation id 77'):
+    with pytest.raises(ValueError, match=r'1 annotations cannot be used: .*annotation ids \[77\]'):
         _coco(sample_copy, on_bad_ann='error')
 
 

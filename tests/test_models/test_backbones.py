@@ -166,3 +166,105 @@ def test_bad_arguments():
         ResNet(18, num_stages=3)
     with pytest.raises(ValueError, match='stem_kernel_size'):
         ResNet(18, stem_kernel_size=4)
+
+
+def _saved_bytes_and_loss(model, img):
+    """(bytes of the activations autograd keeps for backward, loss) of one training forward."""
+    saved = [0]
+
+    def pack(t):
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = sum(o.pow(2).mean() for o in model(img))
+    return saved[0], loss
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_with_cp_same_loss_gradients_and_statistics_less_memory(depth):
+    img = torch.randn(2, 3, 32, 32)
+    runs = []
+    for with_cp in (False, True):
+        torch.manual_seed(0)
+        model = ResNet(
+            depth, base_channels=4, norm_eval=False, zero_init_residual=False, with_cp=with_cp, **DCN
+        )
+        assert all(block.with_cp is with_cp for layer in (model.layer1, model.layer4) for block in layer)
+        model.train()
+        saved, loss = _saved_bytes_and_loss(model, img)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        runs.append((saved, loss, grads, dict(model.named_buffers())))
+    (saved, loss, grads, buffers), (saved_cp, loss_cp, grads_cp, buffers_cp) = runs
+    assert loss_cp.item() == loss.item()
+    assert all(torch.equal(grads_cp[n], g) for n, g in grads.items())
+    assert all(g.abs().sum() > 0 for g in grads.values())
+    # BN statistics moved once per forward, not again in the recomputation
+    assert all(torch.equal(buffers_cp[n], b) for n, b in buffers.items())
+    assert buffers['layer2.0.bn1.num_batches_tracked'].item() == 1
+    assert saved_cp < saved / 3  # the blocks' activations are recomputed, not kept
+
+
+def test_modulated_dcn_conv2_by_hand():
+    model = ResNet(50, base_channels=4, dcn=dict(modulated=True), stage_with_dcn=(False, True, True, True))
+    assert model.dcn_modulated and not model.layer1[0].dcn_modulated
+    block = model.layer3[1].eval()  # stride 1: conv2 maps 16 -> 16 channels at the input's grid
+    assert block.conv2_offset.out_channels == 27 and block.conv2_offset.in_channels == 64
+    assert torch.all(block.conv2_offset.weight == 0) and torch.all(block.conv2_offset.bias == 0)
+    logits = torch.linspace(-2.0, 2.0, 9)
+    with torch.no_grad():  # constant offsets: every tap shifted by dx = +1 (torchvision order dy, dx)
+        block.conv2_offset.bias.copy_(torch.cat([torch.tensor([0.0, 1.0]).repeat(9), logits]))
+    x = torch.randn(1, 64, 6, 7)
+    mid = torch.randn(1, 16, 6, 7)
+    # tap (i, j) of output (y, x) reads mid(y - 1 + i, x + j) (zero outside): no padding on the left
+    shifted = nn.functional.pad(mid, (0, 2, 1, 1))
+    # the modulation of tap (i, j) is sigmoid(logit 3 i + j): it scales that tap of the weight
+    weight = block.conv2.weight * torch.sigmoid(logits).view(1, 1, 3, 3)
+    expected = nn.functional.conv2d(shifted, weight)
+    torch.testing.assert_close(block.run_conv2(x, mid), expected, atol=1e-5, rtol=1e-5)
+    assert model.eval()(torch.randn(1, 3, 64, 64))[3].shape == (1, 128, 2, 2)
+
+
+def test_dcn_dict_of_the_official_configs():
+    official = dict(modulated=False, deformable_groups=1, fallback_on_stride=False)
+    model = ResNet(50, base_channels=4, dcn=official, stage_with_dcn=(False, True, True, True))
+    assert not model.dcn_modulated and model.layer2[0].conv2_offset.out_channels == 18
+    assert isinstance(model.layer4[2].conv2, DeformConv2d)
+    stages = dict(stage_with_dcn=(False, True, True, True))
+    for bad in (dict(type='DCNv2'), dict(modulated='yes'), dict(fallback_on_stride=True)):
+        with pytest.raises(ValueError, match="type='DCN' .*modulated=False"):
+            ResNet(18, base_channels=4, dcn=bad, **stages)
+    with pytest.raises(ValueError, match='keys among'):
+        ResNet(18, base_channels=4, dcn=dict(groups=1), **stages)
+
+
+def test_init_from_scratch_and_for_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = ResNet(50, base_channels=8, **DCN)
+    block = model.layer3[0]
+    # from scratch: Kaiming-normal convs (std sqrt(2 / fan_out)), zeroed offset convs and last BNs
+    fan_out = block.conv3.out_channels
+    assert block.conv3.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.15)
+    assert torch.all(block.conv2_offset.weight == 0) and torch.all(block.conv2_offset.bias == 0)
+    assert torch.all(block.bn3.weight == 0)
+
+    checkpoint = ResNet(50, base_channels=8).state_dict()  # no offset convs, as an ImageNet one
+    for k, v in checkpoint.items():
+        if v.is_floating_point():
+            checkpoint[k] = torch.randn_like(v)
+    path = tmp_path / 'imagenet.pth'
+    torch.save(checkpoint, path)
+    missing = model.init_weights(str(path))
+    assert sorted(missing) == sorted(k for k in model.state_dict() if 'conv2_offset' in k)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in checkpoint.items())
+    # the offset convs keep PyTorch's default conv init: U(-b, b), b = 1 / sqrt(fan_in)
+    for layer in (model.layer2, model.layer3, model.layer4):
+        for b in layer:
+            conv = b.conv2_offset
+            bound = (conv.in_channels * 9) ** -0.5
+            for t in (conv.weight, conv.bias):
+                assert t.abs().max() <= bound and t.abs().max() > 0.8 * bound
+            assert conv.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.15)
+    with pytest.raises(TypeError, match='pretrained'):
+        model.init_weights(pretrained=1)

@@ -106,3 +106,21 @@ def test_sparse_detector_adds_only_mask_parameters():
         'conv1_gumbel.cur_T',
         'conv2_gumbel.cur_T',
     }
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if 'demo' not in p.parts], ids=lambda p: p.name)
+def test_paper_configs_freeze_the_stem_only(path):
+    # official configs: frozen_stages=0, so layer1 trains, and in SparseResNet its masks and sigmas
+    detector = _build(Config.fromfile(path)).train()
+    backbone = detector.backbone
+    for name, param in backbone.named_parameters():
+        assert param.requires_grad is not name.startswith(('conv1.', 'bn1.')), name
+    assert not backbone.conv1.training and backbone.layer1[0].training
+    if 'sparse' not in path.name:
+        return
+    blocks = backbone.sparse_blocks()
+    assert len(blocks) == 33
+    for block in blocks:  # layer1's included
+        masks = [*block.conv1_mask.parameters(), *block.conv2_mask.parameters()]
+        assert all(p.requires_grad for p in [*masks, block.conv1_sigma, block.conv2_sigma])
+        assert block.training and block.conv1_gumbel.training and block.conv2_gumbel.training

@@ -235,3 +235,26 @@ def test_real_images_through_res500_pipeline():
     det.eval()
     results = det(return_loss=False, rescale=True, **batches['test'])
     assert len(results) == 2 and all(len(res) == 80 for res in results)
+
+
+@pytest.mark.parametrize('with_checkpoint', [False, True])
+def test_pretrained_backbone_init_as_the_official_code(tmp_path, with_checkpoint):
+    # an ImageNet-like checkpoint of the plain backbone: no offset convs, masks or sigmas
+    imagenet = ResNet(18, base_channels=8).state_dict()
+    path = tmp_path / 'imagenet.pth'
+    torch.save(imagenet, path)
+    cfg = _model_cfg('SparseResNet')
+    cfg['backbone'].update(
+        sparse_loss_weight=0.1,
+        dcn=dict(modulated=False, deformable_groups=1, fallback_on_stride=False),
+        stage_with_dcn=(False, True, True, True),
+    )
+    cfg['pretrained'] = str(path) if with_checkpoint else None
+    backbone = build_detector(cfg, train_cfg=BASE.train_cfg, test_cfg=BASE.test_cfg).backbone
+    assert torch.equal(backbone.layer3[0].conv1.weight, imagenet['layer3.0.conv1.weight']) is with_checkpoint
+    for block in backbone.sparse_blocks():
+        assert torch.all(block.conv1_mask.weight == 0) and torch.all(block.conv2_mask.bias == 3.0)
+        assert block.conv1_sigma.item() == 3.0
+        if block.with_dcn:  # zeroed only from scratch, else PyTorch's default conv init
+            zeroed = [bool(torch.all(t == 0)) for t in (block.conv2_offset.weight, block.conv2_offset.bias)]
+            assert zeroed == [not with_checkpoint] * 2

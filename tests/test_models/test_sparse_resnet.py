@@ -7,6 +7,7 @@ import torch
 
 from mmdet.models import build_backbone
 from mmdet.models.backbones import GumbelSigmoid, MaskDensity, ResNet, SparseResNet
+from mmdet.models.backbones.sparse_exec import sparse_bottleneck_forward
 from mmdet.models.backbones.sparse_resnet import grid_prior, mask_probs
 
 DCN = dict(
@@ -320,9 +321,12 @@ def no_tf32():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
+@pytest.mark.parametrize('gaussian_kernel', [7, 5])
 @pytest.mark.parametrize('device', DEVICES)
-def test_sparse_execution_matches_dense_masked(device, no_tf32):
-    model = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False, **DCN)
+def test_sparse_execution_matches_dense_masked(device, gaussian_kernel, no_tf32):
+    model = tiny(
+        depth=50, grid_prior_interval=3, zero_init_residual=False, gaussian_kernel=gaussian_kernel, **DCN
+    )
     with torch.no_grad():
         for block in model.sparse_blocks():
             set_probs(block, 0.5, 0.5, random_weights=True)
@@ -416,3 +420,143 @@ def test_eval_mask_is_the_thresholded_eval_sample_plus_grid():
     expected[..., ::4, ::4] = 1.0
     assert torch.equal(mask, expected)
     assert 0.2 < (mask > 0).float().mean() < 0.8
+
+
+def _toy_training_run(with_cp, seed):
+    """Two training steps (forward, task + sparse loss, backward) of a toy SparseResNet-50-DCN
+    with varying mask probabilities and fast temperature decay; the sampling noise comes from the
+    global RNG (seed None) or from set_sampling_seed(seed). Returns what the run leaves behind."""
+    torch.manual_seed(0)
+    model = tiny(
+        depth=50,
+        decay_alpha=0.5,
+        grid_prior_interval=None,
+        norm_eval=False,
+        zero_init_residual=False,
+        with_cp=with_cp,
+        **DCN,
+    ).train()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for block in model.sparse_blocks():
+            for conv in (block.conv1_mask, block.conv2_mask):
+                conv.weight.normal_(0, 0.5, generator=gen)
+                conv.bias.zero_()
+            if block.with_dcn:
+                block.conv2_offset.weight.normal_(0, 0.1, generator=gen)
+    model.set_sampling_seed(seed)
+    img = torch.randn(2, 3, 64, 64, generator=gen)
+    losses, saved = [], [0]
+
+    def pack(t):
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    for _ in range(2):
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            outs = model(img)
+        probs = [block.last_probs for block in model.sparse_blocks()]
+        loss = sum(o.pow(2).mean() for o in outs) + model.extra_losses()['sparse_loss']
+        loss.backward()
+        # the recomputation in backward records nothing: last_probs are still the forward's
+        assert all(block.last_probs is p for block, p in zip(model.sparse_blocks(), probs))
+        losses.append(loss.item())
+    return dict(
+        losses=losses,
+        probs=torch.cat([p.flatten() for pair in probs for p in pair]),
+        grads={n: p.grad for n, p in model.named_parameters()},
+        buffers=dict(model.named_buffers()),
+        rng=torch.get_rng_state(),
+        generator=None if seed is None else model._generator(torch.device('cpu')).get_state(),
+        saved=saved[0],
+    )
+
+
+@pytest.mark.parametrize('seed', [None, 3])
+def test_with_cp_replays_the_sampling_once(seed):
+    plain, cp = _toy_training_run(False, seed), _toy_training_run(True, seed)
+    assert cp['losses'] == plain['losses']
+    assert torch.equal(cp['probs'], plain['probs'])
+    # same Gumbel noise, temperature and BN statistics in the recomputation: the same gradients
+    assert all(torch.equal(cp['grads'][n], g) for n, g in plain['grads'].items())
+    assert all(g.abs().sum() > 0 for n, g in plain['grads'].items() if 'sigma' in n or 'mask' in n)
+    # cur_T decayed once per training forward (0.5 ** 2), BN statistics moved once
+    assert cp['buffers']['layer3.1.conv2_gumbel.cur_T'].item() == 0.25
+    assert all(torch.equal(cp['buffers'][n], b) for n, b in plain['buffers'].items())
+    assert torch.equal(cp['rng'], plain['rng'])
+    if seed is not None:
+        assert torch.equal(cp['generator'], plain['generator'])
+    assert cp['saved'] < plain['saved'] / 3
+
+
+def test_init_for_a_checkpoint_keeps_the_official_construction_init(tmp_path):
+    dense = ResNet(50, base_channels=4)  # an ImageNet-like checkpoint: no offsets, masks, sigmas
+    path = tmp_path / 'imagenet.pth'
+    torch.save(dense.state_dict(), path)
+    model = tiny(depth=50, **DCN)  # from scratch: offset convs zeroed
+    assert all(torch.all(b.conv2_offset.weight == 0) for b in model.sparse_blocks() if b.with_dcn)
+    with torch.no_grad():  # as after some training: init_weights must set these again
+        for block in model.sparse_blocks():
+            block.conv1_mask.bias.fill_(-1.0)
+            block.conv2_mask.weight.fill_(0.2)
+            block.conv2_sigma.fill_(1.0)
+    model.init_weights(str(path))
+    for block in model.sparse_blocks():
+        for conv in (block.conv1_mask, block.conv2_mask):
+            assert torch.all(conv.weight == 0) and torch.all(conv.bias == 3.0)
+        assert block.conv1_sigma.item() == block.conv2_sigma.item() == 3.0
+        if block.with_dcn:  # PyTorch's default conv init, U(-b, b) with b = 1 / sqrt(fan_in)
+            weight = block.conv2_offset.weight
+            bound = weight[0].numel() ** -0.5
+            assert weight.abs().max() <= bound and weight.std().item() == pytest.approx(
+                bound / 3**0.5, rel=0.2
+            )
+    assert torch.equal(model.layer2[0].conv1.weight, dense.layer2[0].conv1.weight)
+
+
+def test_modulated_dcn_trains_dense_and_refuses_exact_sparse():
+    dcnv2 = dict(dcn=dict(modulated=True), stage_with_dcn=(False, True, True, True))
+    model = tiny(depth=50, execution=None, zero_init_residual=False, **dcnv2)
+    assert model.execution == 'dense'  # None picks dense: the sparse kernels have no modulation
+    block = model.layer2[0]
+    assert block.dcn_modulated and block.conv2_offset.out_channels == 27
+    with pytest.raises(ValueError, match=r"execution='sparse' does not support dcn.modulated=True"):
+        model.execution = 'sparse'
+    with pytest.raises(ValueError, match='dcn.modulated'):
+        tiny(depth=50, execution='sparse', **dcnv2)
+    with pytest.raises(ValueError, match='dcn.modulated'):
+        mask = torch.ones(1, 1, 4, 4)
+        sparse_bottleneck_forward(block.eval(), torch.randn(1, 16, 8, 8), mask, mask)
+    model.train()
+    outs = model(torch.randn(2, 3, 32, 32))
+    (sum(o.pow(2).mean() for o in outs) + model.extra_losses()['sparse_loss']).backward()
+    # the modulation logits (channels 18-26 of the offset conv) get gradients
+    assert block.conv2_offset.weight.grad[18:].abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32))[3].shape == (1, 128, 1, 1)
+
+
+def test_gaussian_kernel_option():
+    torch.manual_seed(0)
+    model = tiny(depth=50, gaussian_kernel=5, grid_prior_interval=3, zero_init_residual=False)
+    assert all(block.gaussian_kernel == 5 for block in model.sparse_blocks())
+    seven = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False)
+    with torch.no_grad():
+        for block in model.sparse_blocks():
+            set_probs(block, 0.3, 0.3, random_weights=True)
+            block.conv1_sigma.fill_(0.5)  # wide enough for the taps 3 positions away to count
+            block.conv2_sigma.fill_(0.5)
+    seven.load_state_dict(model.state_dict())
+    img = torch.randn(1, 3, 32, 32)
+    outs = []
+    for m in (model, seven):
+        m.eval().set_sampling_seed(0)
+        with torch.no_grad():
+            outs.append(m(img)[0])
+    # the same masks in the first block (same input), a narrower Gaussian: its output differs
+    assert all(torch.equal(a, b) for a, b in zip(model.layer1[0].last_masks, seven.layer1[0].last_masks))
+    assert not torch.allclose(outs[0], outs[1])
+    for bad in (4, 0, -3, 5.0):
+        with pytest.raises(ValueError, match='gaussian_kernel'):
+            tiny(gaussian_kernel=bad)

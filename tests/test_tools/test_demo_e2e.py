@@ -3,7 +3,6 @@ generated demo set: exact resume, and a 2-process gloo train + test through the 
 
 import json
 import os
-import pickle
 import subprocess
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 from tool_helpers import REPO, free_port, load_tool
 
+from mmdet.core.evaluation import load_results
 from mmdet.datasets.demo import make_demo_data
 
 CONFIG = str(REPO / 'configs' / 'demo' / 'sparse_resnet_demo.py')
@@ -90,7 +90,7 @@ def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
     single = tmp_path / 'single.pkl'
     load_tool('test').main([CONFIG, str(work / 'latest.pth'), '--out', str(single), '--device', 'cpu',
                         '--cfg-options', *demo_options, *deterministic])  # fmt: skip
-    dist_results, single_results = pickle.loads(out.read_bytes()), pickle.loads(single.read_bytes())
+    dist_results, single_results = load_results(str(out)).results, load_results(str(single)).results
     assert len(dist_results) == len(single_results) == 5
     for a, b in zip(dist_results, single_results):
         assert all(np.allclose(x, y, atol=1e-4) for x, y in zip(a, b))

@@ -3,11 +3,13 @@ scripts run the real demo config in test_demo_e2e.py)."""
 
 import hashlib
 import os
-import pickle
 
 import pytest
 import torch
 from tool_helpers import REPO, TOY_CONFIG, load_tool
+
+from mmdet.core.evaluation import load_results
+from mmdet.utils.work_dir_lock import WorkDirLockedError, work_dir_lock
 
 
 def test_train_then_test_single_process(tmp_path, capsys):
@@ -19,10 +21,22 @@ def test_train_then_test_single_process(tmp_path, capsys):
     assert {'epoch_1.pth', 'latest.pth', 'toy_config.py'} <= set(os.listdir(work))
     out = tmp_path / 'results.pkl'
     load_tool('test').main([str(TOY_CONFIG), str(work / 'latest.pth'), '--out', str(out), '--eval', 'bbox'])
-    results = pickle.loads(out.read_bytes())
+    saved = load_results(str(out))  # with the image ids and classes, for tools/coco_eval.py
+    assert saved.img_ids == [0, 1, 2, 3, 4] and saved.classes == ('thing', 'other')
+    results = saved.results
     assert [float(r[0][0, 0]) for r in results] == [0, 1, 2, 3, 4]
     assert 'bbox_mAP: 1.0' in capsys.readouterr().out
     assert not (tmp_path / 'results_density.json').exists()  # the toy backbone has no density
+
+    # the same weights saved with the classes in another order: refused before any inference
+    checkpoint = torch.load(work / 'latest.pth', weights_only=False)
+    checkpoint['meta']['CLASSES'] = ['other', 'thing']
+    torch.save(checkpoint, tmp_path / 'swapped.pth')
+    with pytest.raises(ValueError, match="class 1 is 'other' in the checkpoint but 'thing' in data.test"):
+        load_tool('test').main(
+            [str(TOY_CONFIG), str(tmp_path / 'swapped.pth'), '--out', str(tmp_path / 'x.pkl')]
+        )
+    assert not (tmp_path / 'x.pkl').exists()
 
 
 def test_unknown_cfg_option_is_an_error(tmp_path):
@@ -92,3 +106,14 @@ def test_cfg_options_may_add_an_argument_of_the_registered_type():
         load_config(config, {'model.backbone.eval_t': 0.1})
     with pytest.raises(KeyError, match=r"model.neck has no key 'foo' and its type 'FPN'"):
         load_config(config, {'model.neck.foo': 1})
+
+
+def test_train_refuses_a_work_dir_in_use_before_writing_to_it(tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    with work_dir_lock(str(work)):  # another training holds it (flock: per open file, so in-process too)
+        with pytest.raises(
+            WorkDirLockedError, match=rf'work dir .* is in use by another training \(process {os.getpid()}'
+        ):
+            load_tool('train').main([str(TOY_CONFIG), '--work-dir', str(work), '--device', 'cpu'])
+        assert sorted(p.name for p in work.iterdir()) == ['.train.lock']  # no log, no config copy

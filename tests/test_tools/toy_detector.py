@@ -23,6 +23,7 @@ class ToyDataset(torch.utils.data.Dataset):
 
     def __init__(self, num_images=6, test_mode=False):
         self.num_images = num_images
+        self.img_ids = list(range(num_images))
         self.test_mode = test_mode
         self.flag = np.zeros(num_images, dtype=np.uint8)
 

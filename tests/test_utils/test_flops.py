@@ -145,3 +145,37 @@ def test_format_gflops_keeps_small_models_readable():
     assert format_gflops(70.0259) == '70.03'
     assert format_gflops(0.0424312) == '0.04243'
     assert format_gflops(0.1106) == '0.1106'
+
+
+def test_gaussian_kernel_and_dcnv2_terms_by_hand():
+    half = [(0.5, 0.25)] * 33
+
+    def gflops(**kwargs):
+        return backbone_gflops(101, 1000, half, DCN, sparse=True, **kwargs)
+
+    # the interpolations: k*k taps on P channels on conv1's grid (d1 = 0.5) and on 4P channels on
+    # the output grid (d2 = 0.25). Per stage: P, blocks, conv1's grid in block 0, every other grid
+    stages = ((64, 3, A4, A4), (128, 4, A4, A8), (256, 23, A8, A16), (512, 3, A16, A32))
+    interp = sum(
+        P * (first + (n - 1) * grid) * 0.5 * 0.5 + 4 * P * n * grid * 0.25 * 0.75
+        for P, n, first, grid in stages
+    )
+    assert gflops() - gflops(gaussian_kernel=5) == pytest.approx((49 - 25) * interp / 1e9, rel=1e-9)
+    assert gflops(gaussian_kernel=3) - gflops(gaussian_kernel=1) == pytest.approx(8 * interp / 1e9, rel=1e-9)
+    # DCNv2: the offset conv of every stage 2-4 block has 27 outputs instead of 18, at d2 = 0.25
+    offset_inputs = 256 * A8 + 3 * 512 * A8 + 512 * A16 + 22 * 1024 * A16 + 1024 * A32 + 2 * 2048 * A32
+    expected = 9 * (27 - 18) * offset_inputs * 0.25 / 1e9
+    assert gflops(dcn_modulated=True) - gflops() == pytest.approx(expected, rel=1e-9)
+    # both options from a config, the official dcn dict (no type key) included
+    cfg = dict(
+        type='SparseResNet',
+        depth=101,
+        gaussian_kernel=5,
+        dcn=dict(modulated=True, deformable_groups=1, fallback_on_stride=False),
+        stage_with_dcn=DCN,
+    )
+    expected = gflops(gaussian_kernel=5, dcn_modulated=True)
+    assert backbone_gflops_from_cfg(cfg, 1000, half) == pytest.approx(expected, rel=1e-12)
+    for bad in (4, 0, 7.0):
+        with pytest.raises(ValueError, match='gaussian_kernel'):
+            gflops(gaussian_kernel=bad)

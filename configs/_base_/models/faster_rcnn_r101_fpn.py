@@ -7,7 +7,7 @@ model = dict(
         depth=101,
         num_stages=4,
         out_indices=(0, 1, 2, 3),
-        frozen_stages=1,
+        frozen_stages=0,  # the stem only (official configs): layer1 and its masks train
         style='pytorch',
         norm_eval=True,
         dcn=dict(type='DCN', deformable_groups=1, fallback_on_stride=False),

@@ -14,39 +14,64 @@ from torchvision.ops import DeformConv2d
 
 from mmdet.registry import BACKBONES
 
-DCN_OFFSET_CHANNELS = 18  # 2 * 3 * 3 offsets, one deformable group
+from .checkpoint import checkpoint_block
+
+DCN_OFFSET_CHANNELS = 18  # 2 * 3 * 3 offsets (dy, dx per tap), one deformable group
+DCN_MASK_CHANNELS = 9  # DCNv2 (dcn.modulated): one modulation logit per tap
 
 
 def _conv2(planes, stride, with_dcn):
-    """The block's 3x3 conv2 (planes -> planes, no bias): nn.Conv2d or DeformConv2d (v1)."""
+    """The block's 3x3 conv2 (planes -> planes, no bias): nn.Conv2d or DeformConv2d (v1, or v2
+    when its forward gets a modulation mask)."""
     conv_cls = DeformConv2d if with_dcn else nn.Conv2d
     return conv_cls(planes, planes, 3, stride=stride, padding=1, bias=False)
 
 
 class _ResBlock(nn.Module):
-    """What BasicBlock and Bottleneck share: the DCN offset conv, extra-parameter init, conv2 call.
+    """What BasicBlock and Bottleneck share: the DCN offset conv, extra-parameter init, conv2 call
+    and gradient checkpointing.
 
     Blocks are initialised by their backbone's ``init_weights()`` (called on construction).
     """
 
-    def _init_offset(self, inplanes, stride, with_dcn):
+    def _init_options(self, inplanes, stride, with_dcn, dcn_modulated, with_cp):
         # conv2_offset: 3x3 conv with bias on the *block input* x, at the block's output stride
-        # (conv2's stride in pytorch style), so its output matches conv2's output grid.
+        # (conv2's stride in pytorch style), so its output matches conv2's output grid. DCNv2
+        # (dcn_modulated) adds one modulation logit per tap after the 18 offsets.
         self.with_dcn = with_dcn
+        self.dcn_modulated = with_dcn and dcn_modulated
+        self.with_cp = with_cp
         if with_dcn:
-            self.conv2_offset = nn.Conv2d(inplanes, DCN_OFFSET_CHANNELS, 3, stride=stride, padding=1)
+            channels = DCN_OFFSET_CHANNELS + (DCN_MASK_CHANNELS if dcn_modulated else 0)
+            self.conv2_offset = nn.Conv2d(inplanes, channels, 3, stride=stride, padding=1)
 
-    def reset_extra_parameters(self):
-        """Zero-initialise the DCN offset conv (offsets start at 0: conv2 starts as a plain conv)."""
-        if self.with_dcn:
+    def reset_extra_parameters(self, from_scratch):
+        """From scratch, zero the DCN offset conv (offsets start at 0, and DCNv2's modulation at
+        sigmoid(0) = 0.5); with a checkpoint it keeps PyTorch's default conv init."""
+        if self.with_dcn and from_scratch:
             nn.init.zeros_(self.conv2_offset.weight)
             nn.init.zeros_(self.conv2_offset.bias)
 
     def run_conv2(self, x, out):
-        """conv2 on ``out``; with DCN its offsets come from the block input ``x``."""
-        if self.with_dcn:
-            return self.conv2(out, self.conv2_offset(x))
-        return self.conv2(out)
+        """conv2 on ``out``; with DCN its offsets (and DCNv2's modulation) come from the block input ``x``."""
+        if not self.with_dcn:
+            return self.conv2(out)
+        offset = self.conv2_offset(x)  # [B, 18 (+ 9), h, w]
+        if self.dcn_modulated:
+            modulation = torch.sigmoid(offset[:, DCN_OFFSET_CHANNELS:])
+            return self.conv2(out, offset[:, :DCN_OFFSET_CHANNELS], modulation)
+        return self.conv2(out, offset)
+
+    def checkpointed(self, fn, x, *args):
+        """``fn(x, *args)``; with ``with_cp`` where gradients are needed, its activations are not
+        kept but recomputed in backward (``checkpoint_block``: same result, less memory)."""
+        if (
+            self.with_cp
+            and torch.is_grad_enabled()
+            and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+        ):
+            return checkpoint_block(self, fn, x, *args)
+        return fn(x, *args)
 
 
 class BasicBlock(_ResBlock):
@@ -58,7 +83,17 @@ class BasicBlock(_ResBlock):
 
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, style='pytorch', with_dcn=False):
+    def __init__(
+        self,
+        inplanes,
+        planes,
+        stride=1,
+        downsample=None,
+        style='pytorch',
+        with_dcn=False,
+        dcn_modulated=False,
+        with_cp=False,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -67,12 +102,15 @@ class BasicBlock(_ResBlock):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-        self._init_offset(inplanes, stride, with_dcn)
+        self._init_options(inplanes, stride, with_dcn, dcn_modulated, with_cp)
 
     def last_norm(self):
         return self.bn2
 
     def forward(self, x):
+        return self.checkpointed(self._forward, x)
+
+    def _forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.run_conv2(x, out))
         identity = x if self.downsample is None else self.downsample(x)
@@ -88,7 +126,17 @@ class Bottleneck(_ResBlock):
 
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, style='pytorch', with_dcn=False):
+    def __init__(
+        self,
+        inplanes,
+        planes,
+        stride=1,
+        downsample=None,
+        style='pytorch',
+        with_dcn=False,
+        dcn_modulated=False,
+        with_cp=False,
+    ):
         super().__init__()
         if style not in ('pytorch', 'caffe'):
             raise ValueError(f"Bottleneck: style must be 'pytorch' or 'caffe', got {style!r}")
@@ -102,12 +150,15 @@ class Bottleneck(_ResBlock):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-        self._init_offset(inplanes, stride, with_dcn)
+        self._init_options(inplanes, stride, with_dcn, dcn_modulated, with_cp)
 
     def last_norm(self):
         return self.bn3
 
     def forward(self, x):
+        return self.checkpointed(self._forward, x)
+
+    def _forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.run_conv2(x, out)))
         out = self.bn3(self.conv3(out))
@@ -152,18 +203,32 @@ def load_pretrained(model, pretrained):
     return result.missing_keys
 
 
-def _check_dcn(dcn, stage_with_dcn, owner):
+DCN_DEFAULTS = dict(type='DCN', modulated=False, deformable_groups=1, fallback_on_stride=False)
+
+
+def _dcn_modulated(dcn, stage_with_dcn, owner):
+    """Check ``dcn`` (None or the v0.6 dict, each key optional with the DCN_DEFAULTS value) and
+    return whether it asks for DCNv2 (``modulated=True``)."""
     if dcn is None:
         if any(stage_with_dcn):
-            raise ValueError(f"{owner}: stage_with_dcn={stage_with_dcn} needs dcn=dict(type='DCN')")
-        return
-    expected = dict(type='DCN', deformable_groups=1, fallback_on_stride=False)
+            raise ValueError(f'{owner}: stage_with_dcn={stage_with_dcn} needs dcn=dict(modulated=False)')
+        return False
+    if not isinstance(dcn, dict) or set(dcn) - set(DCN_DEFAULTS):
+        raise ValueError(
+            f'{owner}: dcn must be None or a dict with keys among {list(DCN_DEFAULTS)}, got {dcn!r}'
+        )
+    options = {**DCN_DEFAULTS, **dcn}
     if (
-        not isinstance(dcn, dict)
-        or any(dcn.get(k, v) != v for k, v in expected.items())
-        or set(dcn) - set(expected)
+        options['type'] != 'DCN'
+        or not isinstance(options['modulated'], bool)
+        or options['deformable_groups'] != 1
+        or options['fallback_on_stride']
     ):
-        raise ValueError(f'{owner}: dcn must be None or {expected} (DCN v1, one group), got {dcn!r}')
+        raise ValueError(
+            f"{owner}: dcn supports type='DCN' (the default), modulated=False (DCN v1) or True (DCNv2), "
+            f'deformable_groups=1 and fallback_on_stride=False, got {dcn!r}'
+        )
+    return options['modulated']
 
 
 @BACKBONES.register_module()
@@ -184,10 +249,16 @@ class ResNet(nn.Module):
         norm_eval: keep every BatchNorm in eval mode (frozen statistics) in ``train()``; its
             affine parameters still train unless frozen by ``frozen_stages``.
         num_stages: must be 4 (kept for the v0.6 config schema).
-        dcn: None or dict(type='DCN', deformable_groups=1, fallback_on_stride=False) (v0.6
-            schema; only DCN v1 with one group exists here). Needed by ``stage_with_dcn``.
-        stage_with_dcn: per stage, use a deformable conv2 with a zero-initialised offset conv.
-        zero_init_residual: zero the last BN weight of each block (each block starts as identity).
+        dcn: None or dict(type='DCN', modulated=False, deformable_groups=1, fallback_on_stride=False)
+            (v0.6 schema, every key optional with these defaults; one deformable group only).
+            ``modulated=True`` is DCNv2: conv2_offset has 27 outputs, 18 offsets then 9 logits
+            whose sigmoid modulates conv2's taps. Needed by ``stage_with_dcn``.
+        stage_with_dcn: per stage, use a deformable conv2 whose offsets come from a 3x3 conv
+            ``conv2_offset`` on the block input.
+        zero_init_residual: zero the last BN weight of each block (each block starts as identity)
+            when initialised from scratch.
+        with_cp: gradient checkpointing per block: in training, each block's activations are
+            recomputed in backward instead of kept (same losses and gradients, less memory).
         block_kwargs: extra keyword arguments for every block (SparseResNet's sampling settings).
 
     Input ``Tensor[B, 3, H, W]``; output a tuple, one ``Tensor[B, C_i, H / S_i, W / S_i]`` per
@@ -218,6 +289,7 @@ class ResNet(nn.Module):
         dcn=None,
         stage_with_dcn=(False, False, False, False),
         zero_init_residual=True,
+        with_cp=False,
         block_kwargs=None,
     ):
         super().__init__()
@@ -233,7 +305,7 @@ class ResNet(nn.Module):
             )
         if num_stages != 4:
             raise ValueError(f'{type(self).__name__}: num_stages must be 4, got {num_stages}')
-        _check_dcn(dcn, stage_with_dcn, type(self).__name__)
+        self.dcn_modulated = _dcn_modulated(dcn, stage_with_dcn, type(self).__name__)
         if len(strides) != 4 or len(stage_with_dcn) != 4:
             raise ValueError(
                 f'{type(self).__name__}: strides and stage_with_dcn need 4 entries (one per stage)'
@@ -252,6 +324,7 @@ class ResNet(nn.Module):
         self.zero_init_residual = zero_init_residual
         self.strides = tuple(strides)
         self.base_channels = base_channels
+        self.with_cp = with_cp
 
         self.conv1 = nn.Conv2d(
             in_channels, base_channels, stem_kernel_size, stride=2, padding=stem_kernel_size // 2, bias=False
@@ -274,6 +347,7 @@ class ResNet(nn.Module):
         self._freeze_stages()
 
     def _make_layer(self, inplanes, planes, num_blocks, stride, style, with_dcn, block_kwargs):
+        block_kwargs = dict(block_kwargs, dcn_modulated=self.dcn_modulated, with_cp=self.with_cp)
         downsample = None
         if stride != 1 or inplanes != planes * self.block.expansion:
             downsample = nn.Sequential(
@@ -298,30 +372,38 @@ class ResNet(nn.Module):
         return shapes
 
     def init_weights(self, pretrained=None):
-        """Kaiming-normal convs, unit BN; then ``pretrained`` (path or 'torchvision://resnetXX') if given.
+        """Initialise from scratch (``pretrained=None``) or for loading a checkpoint, as the official code.
 
-        Returns the parameter names the checkpoint did not provide ([] without a checkpoint).
+        From scratch: Kaiming-normal convs, unit BNs, zeroed DCN offset convs and, with
+        ``zero_init_residual``, zeroed last BN weights. With ``pretrained`` (a path or
+        'torchvision://resnetXX'): every conv and BN takes PyTorch's default init, then the
+        checkpoint is loaded non-strictly, so what it lacks keeps that init (the DCN offset convs
+        are *not* zeroed). In both cases SparseResNet's mask convs get weight 0 and bias 3 and its
+        sigmas 3. Returns the parameter names the checkpoint did not provide ([] without one).
         """
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d | DeformConv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        for m in self.modules():
-            if isinstance(m, _ResBlock):
-                m.reset_extra_parameters()
-                if self.zero_init_residual:
-                    nn.init.zeros_(m.last_norm().weight)
-        if pretrained is None:
-            return []
-        if not isinstance(pretrained, str):
+        if pretrained is not None and not isinstance(pretrained, str):
             raise TypeError(
                 f'{type(self).__name__}.init_weights: pretrained must be a str or None, got {pretrained!r}'
             )
-        return load_pretrained(self, pretrained)
+        from_scratch = pretrained is None
+        for m in self.modules():
+            if not isinstance(m, nn.Conv2d | DeformConv2d | nn.BatchNorm2d):
+                continue
+            if not from_scratch:
+                m.reset_parameters()
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, _ResBlock):
+                m.reset_extra_parameters(from_scratch)
+                if from_scratch and self.zero_init_residual:
+                    nn.init.zeros_(m.last_norm().weight)
+        return [] if from_scratch else load_pretrained(self, pretrained)
 
     def _frozen_modules(self):
         if self.frozen_stages >= 0:

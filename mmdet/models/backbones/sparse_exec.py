@@ -17,7 +17,9 @@ On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSI
 densely (channels-last conv, then its rows are picked), and so does the stride-1 offset conv
 above ``DENSE_OFFSET_DENSITY`` (as one GEMM over its taps, ``tap_conv3x3``), which is faster
 there; on the GPU the offset conv always runs densely (cuDNN). docs/ops.md and
-docs/benchmarks.md have the measurements. Deformable convolutions always run sparse.
+docs/benchmarks.md have the measurements. Deformable convolutions always run sparse; DCNv2
+(``dcn.modulated``) is refused: the sparse deformable kernels take no modulation mask.
+The interpolations use the block's ``gaussian_kernel``.
 """
 
 import torch
@@ -33,6 +35,8 @@ from mmdet.ops.sparse import (
     sparse_interpolate,
 )
 from mmdet.ops.tap_conv import tap_conv3x3
+
+from .sparse_resnet import SPARSE_DCNV2_ERROR
 
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
 # the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
@@ -142,11 +146,14 @@ def sparse_bottleneck_forward(
         raise RuntimeError('sparse_bottleneck_forward runs in eval only (block.training is True)')
     if block.conv3.kernel_size != (1, 1) or block.conv3.stride != (1, 1):
         raise ValueError(f'sparse execution needs a 1x1 stride-1 conv3, got {block.conv3}')
+    if block.dcn_modulated:
+        raise ValueError(SPARSE_DCNV2_ERROR.format(owner='sparse_bottleneck_forward'))
     x = x.contiguous(memory_format=torch.channels_last)  # the kernels read channels-last: convert once
     scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2 = _folded_params(block)
     idx1, cnt1 = active_positions(mask1)
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
-    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1)
+    kernel = block.gaussian_kernel
+    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1, kernel)
 
     idx2, cnt2 = active_positions(mask2)
     block.last_counts = cnt1, cnt2  # the densities need no count of their own
@@ -159,7 +166,7 @@ def sparse_bottleneck_forward(
 
     identity = x if block.downsample is None else block.downsample(x)
     if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
-        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2)
+        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2, kernel)
         return pointwise_conv(h2, weight3, bias3, identity)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
-    return sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, bias=bias3, residual=identity, relu=True)
+    return sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)

@@ -22,6 +22,10 @@ SAMPLING_MODES = ('stochastic', 'deterministic')
 EXECUTION_MODES = ('dense', 'sparse')
 MASK_INIT_BIAS = 3.0  # p = sigmoid(3) = 0.95 everywhere at the start
 SIGMA_INIT = 3.0
+SPARSE_DCNV2_ERROR = (
+    "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
+    "conv kernels take no modulation mask); use execution='dense' (None picks it)"
+)
 
 
 def mask_probs(x, conv1_mask, conv2_mask):
@@ -51,10 +55,23 @@ class _SparseMasks:
     (detached) after an eval forward (for densities, the sparse path and visualisation);
     ``last_counts`` holds the masks' numbers of sampled positions (int32 [1] each) where exact
     sparse execution counted them anyway, else None.
+
+    A block's ``forward(x, generator=None, execution='dense')`` runs ``_sampled_forward`` (under
+    ``with_cp``: checkpointed, so its sampling is replayed in backward) and records its masks
+    and probabilities afterwards, once per forward.
     """
 
     def _init_masks(
-        self, inplanes, stride1, stride2, sampling, grid_prior_interval, max_T, decay_alpha, eval_T
+        self,
+        inplanes,
+        stride1,
+        stride2,
+        sampling,
+        grid_prior_interval,
+        max_T,
+        decay_alpha,
+        eval_T,
+        gaussian_kernel,
     ):
         if sampling not in SAMPLING_MODES:
             raise ValueError(
@@ -62,8 +79,14 @@ class _SparseMasks:
             )
         if grid_prior_interval is not None and grid_prior_interval < 1:
             raise ValueError(f'{type(self).__name__}: grid_prior_interval must be >= 1 or None')
+        if not isinstance(gaussian_kernel, int) or gaussian_kernel < 1 or gaussian_kernel % 2 == 0:
+            raise ValueError(
+                f'{type(self).__name__}: gaussian_kernel must be an odd positive int (the side of the '
+                f'interpolation Gaussian, 7 in the paper), got {gaussian_kernel!r}'
+            )
         self.sampling = sampling
         self.grid_prior_interval = grid_prior_interval
+        self.gaussian_kernel = gaussian_kernel
         self.conv1_mask = nn.Conv2d(inplanes, 1, 3, stride=stride1, padding=1)
         self.conv2_mask = nn.Conv2d(inplanes, 1, 3, stride=stride2, padding=1)
         self.conv1_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
@@ -74,8 +97,8 @@ class _SparseMasks:
         self.last_masks = None
         self.last_counts = None
 
-    def reset_extra_parameters(self):
-        super().reset_extra_parameters()
+    def reset_extra_parameters(self, from_scratch):
+        super().reset_extra_parameters(from_scratch)
         for conv in (self.conv1_mask, self.conv2_mask):
             nn.init.zeros_(conv.weight)
             nn.init.constant_(conv.bias, MASK_INIT_BIAS)
@@ -106,8 +129,14 @@ class _SparseMasks:
             p2,
         )
 
+    def forward(self, x, generator=None, execution='dense'):
+        """x: Tensor[B, inplanes, H, W] -> the block output; records the masks and probabilities."""
+        self.last_counts = None  # set by the exact sparse path
+        out, mask1, mask2, p1, p2 = self.checkpointed(self._sampled_forward, x, generator, execution)
+        self._record(mask1, mask2, p1, p2)
+        return out
+
     def _record(self, mask1, mask2, p1, p2):
-        self.last_counts = None
         if self.training:
             self.last_probs, self.last_masks = (p1, p2), None
         else:
@@ -136,26 +165,39 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
         max_T=1.0,
         decay_alpha=0.99998,
         eval_T=0.03,
+        gaussian_kernel=7,
+        dcn_modulated=False,
+        with_cp=False,
     ):
-        Bottleneck.__init__(self, inplanes, planes, stride, downsample, style, with_dcn)
+        Bottleneck.__init__(
+            self, inplanes, planes, stride, downsample, style, with_dcn, dcn_modulated, with_cp
+        )
         self._init_masks(
-            inplanes, self.conv1_stride, stride, sampling, grid_prior_interval, max_T, decay_alpha, eval_T
+            inplanes,
+            self.conv1_stride,
+            stride,
+            sampling,
+            grid_prior_interval,
+            max_T,
+            decay_alpha,
+            eval_T,
+            gaussian_kernel,
         )
 
-    def forward(self, x, generator=None, execution='dense'):
+    def _sampled_forward(self, x, generator, execution):
+        """-> (out, mask1, mask2, p1, p2): the block output and ``masks(x, generator)``."""
         mask1, mask2, p1, p2 = self.masks(x, generator)
-        self._record(mask1, mask2, p1, p2)
         if execution == 'sparse' and not self.training:
             from .sparse_exec import sparse_bottleneck_forward
 
-            return sparse_bottleneck_forward(self, x, mask1, mask2)
+            return sparse_bottleneck_forward(self, x, mask1, mask2), mask1, mask2, p1, p2
         out = self.relu(self.bn1(self.conv1(x)))
-        out = interpolate_dense(out, mask1, self.conv1_sigma)
+        out = interpolate_dense(out, mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.relu(self.bn2(self.run_conv2(x, out)))
-        out = interpolate_dense(out, mask2, self.conv2_sigma)
+        out = interpolate_dense(out, mask2, self.conv2_sigma, self.gaussian_kernel)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self.relu(out + identity), mask1, mask2, p1, p2
 
 
 class SparseBasicBlock(_SparseMasks, BasicBlock):
@@ -180,19 +222,34 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
         max_T=1.0,
         decay_alpha=0.99998,
         eval_T=0.03,
+        gaussian_kernel=7,
+        dcn_modulated=False,
+        with_cp=False,
     ):
-        BasicBlock.__init__(self, inplanes, planes, stride, downsample, style, with_dcn)
-        self._init_masks(inplanes, stride, stride, sampling, grid_prior_interval, max_T, decay_alpha, eval_T)
+        BasicBlock.__init__(
+            self, inplanes, planes, stride, downsample, style, with_dcn, dcn_modulated, with_cp
+        )
+        self._init_masks(
+            inplanes,
+            stride,
+            stride,
+            sampling,
+            grid_prior_interval,
+            max_T,
+            decay_alpha,
+            eval_T,
+            gaussian_kernel,
+        )
 
-    def forward(self, x, generator=None, execution='dense'):
+    def _sampled_forward(self, x, generator, execution):
+        """-> (out, mask1, mask2, p1, p2): the (dense-masked) block output and ``masks(x, generator)``."""
         mask1, mask2, p1, p2 = self.masks(x, generator)
-        self._record(mask1, mask2, p1, p2)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = interpolate_dense(out, mask1, self.conv1_sigma)
+        out = interpolate_dense(out, mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out))
-        out = interpolate_dense(out, mask2, self.conv2_sigma)
+        out = interpolate_dense(out, mask2, self.conv2_sigma, self.gaussian_kernel)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+        return self.relu(out + identity), mask1, mask2, p1, p2
 
 
 @BACKBONES.register_module()
@@ -208,9 +265,11 @@ class SparseResNet(ResNet):
         grid_prior_interval: positions with y % k == 0 and x % k == 0 are always sampled
             (None disables the prior).
         max_T, decay_alpha, eval_T: Gumbel temperature schedule (see GumbelSigmoid).
+        gaussian_kernel: side k of the k x k interpolation Gaussian (odd; 7 in the paper).
         execution: 'dense' (convolve everywhere, mask and interpolate) or 'sparse' (eval only,
-            Bottleneck only: ``sparse_exec.sparse_bottleneck_forward``, same result, fewer FLOPs).
-            None (default): 'sparse' for Bottlenecks when mmdet._ext is built, else 'dense'.
+            Bottleneck only, not with DCNv2 (``dcn.modulated``): ``sparse_exec.
+            sparse_bottleneck_forward``, same result, fewer FLOPs). None (default): 'sparse' for
+            Bottlenecks without DCNv2 when mmdet._ext is built, else 'dense'.
 
     Same outputs as ResNet (see ``output_shape()``). In eval the masks' densities accumulate in
     ``self.density`` (a MaskDensity, one entry per block in network order). Sampling noise uses
@@ -234,6 +293,7 @@ class SparseResNet(ResNet):
         max_T=1.0,
         decay_alpha=0.99998,
         eval_T=0.03,
+        gaussian_kernel=7,
         execution=None,
         **kwargs,
     ):
@@ -243,13 +303,15 @@ class SparseResNet(ResNet):
             max_T=max_T,
             decay_alpha=decay_alpha,
             eval_T=eval_T,
+            gaussian_kernel=gaussian_kernel,
         )
         super().__init__(depth, block_kwargs=block_kwargs, **kwargs)
         if sparse_loss_weight < 0:
             raise ValueError(f'SparseResNet: sparse_loss_weight must be >= 0, got {sparse_loss_weight}')
         self.sparse_loss_weight = sparse_loss_weight
-        if execution is None:  # sparse where the compiled ops are built (Bottleneck only)
-            execution = 'sparse' if has_ops() and self.block is SparseBottleneck else 'dense'
+        if execution is None:  # sparse where the compiled ops are built and it applies
+            sparse_ok = self.block is SparseBottleneck and not self.dcn_modulated
+            execution = 'sparse' if has_ops() and sparse_ok else 'dense'
         self.execution = execution
         self.density = MaskDensity(len(self.sparse_blocks()))
         self._sparse_loss = None
@@ -268,6 +330,8 @@ class SparseResNet(ResNet):
             raise ValueError(
                 f"SparseResNet: execution='sparse' needs Bottleneck blocks (depth >= 50), got {self.depth}"
             )
+        if mode == 'sparse' and self.dcn_modulated:
+            raise ValueError(SPARSE_DCNV2_ERROR.format(owner='SparseResNet'))
         self._execution = mode
 
     def _freeze_stages(self):
