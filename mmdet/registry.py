@@ -2,10 +2,13 @@
 
 Each component class registers itself with ``@REGISTRY.register_module()`` and is built
 from a config dict whose ``type`` names it. An unknown ``type`` raises a ``KeyError``
-that names the registry, the bad type and the closest registered names.
+that names the registry, the bad type and the closest registered names. A registry holds
+only the classes whose modules were imported: ``import_all()`` imports every module that
+registers components (the config checks need them all).
 """
 
 import difflib
+import importlib
 import inspect
 
 from mmengine.registry import Registry
@@ -54,3 +57,15 @@ ANCHOR_GENERATORS = _registry('anchor_generator')
 DATASETS = _registry('dataset')
 PIPELINES = _registry('pipeline')
 HOOKS = _registry('hook')
+
+# Every module whose import registers components (a package registers those of its submodules).
+REGISTERING_MODULES = ('mmdet.core', 'mmdet.datasets', 'mmdet.models', 'mmdet.utils.log_hooks')
+
+
+def import_all():
+    """Import ``REGISTERING_MODULES``, so that every registry holds all of mmdet's components.
+
+    Imports no training loop or inference code (``mmdet.apis``).
+    """
+    for name in REGISTERING_MODULES:
+        importlib.import_module(name)

@@ -12,19 +12,16 @@ sorted by id, with a warning; for ``proposal`` each result is one ``[k, 5]`` arr
 
 import argparse
 import json
-import os
 import os.path as osp
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmdet.core.evaluation import (  # noqa: E402
+from mmdet.core.evaluation import (
     coco_evaluate,
     det2json,
     load_coco,
     load_results,
     proposal2json,
 )
+from mmdet.utils.cli import run_tool
 
 
 def read_json_results(result_file):
@@ -91,4 +88,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

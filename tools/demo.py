@@ -8,16 +8,14 @@ in a folder, an unreadable image is skipped with a warning and counted in the cl
 
 import argparse
 import os
-import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tqdm import tqdm
 
-from tqdm import tqdm  # noqa: E402
-
-from mmdet.apis.inference import inference_detector, init_detector, show_result  # noqa: E402
-from mmdet.datasets import ImageReadError  # noqa: E402
-from mmdet.utils import resolve_device  # noqa: E402
+from mmdet.apis.inference import inference_detector, init_detector, show_result
+from mmdet.datasets import ImageReadError
+from mmdet.utils import resolve_device
+from mmdet.utils.cli import run_tool
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
@@ -93,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

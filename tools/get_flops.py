@@ -8,13 +8,24 @@ order (tools/test.py writes it); without it a SparseResNet is counted at density
 """
 
 import argparse
-import sys
+import os
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mmdet.utils.cli import run_tool
+from mmdet.utils.config import load_config
+from mmdet.utils.flops import backbone_gflops_from_cfg, format_gflops, input_size, load_densities
 
-from mmdet.utils.config import load_config  # noqa: E402
-from mmdet.utils.flops import backbone_gflops_from_cfg, format_gflops, input_size, load_densities  # noqa: E402
+MIN_RESOLUTION = 32  # one position at the backbone's output stride
+
+
+def short_side(text):
+    """``--resolution``: a short side of at least ``MIN_RESOLUTION`` pixels."""
+    value = int(text)
+    if value < MIN_RESOLUTION:
+        raise argparse.ArgumentTypeError(
+            f'expected a short side of at least {MIN_RESOLUTION} pixels (the backbone stride), got {value}'
+        )
+    return value
 
 
 def find_img_scale(node):
@@ -34,9 +45,13 @@ def find_img_scale(node):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
-    parser.add_argument('--resolution', type=int, help='short side r (default: from the test pipeline)')
+    parser.add_argument(
+        '--resolution', type=short_side, help='short side r >= 32 (default: from the test pipeline)'
+    )
     parser.add_argument('--density-from', help='JSON {"densities": [[d1, d2], ...]} written by tools/test.py')
     args = parser.parse_args(argv)
+    if args.density_from and not os.path.isfile(args.density_from):
+        parser.error(f'--density-from {args.density_from!r} does not exist')
 
     cfg = load_config(args.config)
     resolution = args.resolution
@@ -58,4 +73,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

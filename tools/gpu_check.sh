@@ -67,9 +67,9 @@ BENCH=("$PY" tools/benchmark.py "$CONFIG" --device cuda --dtype fp16 --resolutio
 # the Triton path needs no build: time batch 1 first, with a kernel profile of each variant
 stage bench_b1 220 "${BENCH[@]}" --batch 1 --profile 25 --out "$OUT/bench_b1.json"
 
-TESTS=(tests/test_ops tests/test_models tests/test_tools/test_benchmark.py)
+TESTS=(tests/test_ops tests/test_models tests/test_tools/test_benchmark.py tests/test_utils/test_timing.py)
 if [ -n "${QUICK:-}" ]; then
-  TESTS=(tests/test_models/test_sparse_resnet.py tests/test_tools/test_benchmark.py tests/test_ops/test_triton.py::test_eval_mask
+  TESTS=(tests/test_models/test_sparse_resnet.py tests/test_tools/test_benchmark.py tests/test_utils/test_timing.py tests/test_ops/test_triton.py::test_eval_mask
     tests/test_ops/test_triton.py::test_sparse_deform_conv_non_finite_offsets tests/test_ops/test_triton.py::test_sparse_linear
     tests/test_ops/test_triton.py::test_pointwise_conv tests/test_ops/test_triton.py::test_tap_conv3x3)
 else

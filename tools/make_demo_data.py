@@ -6,13 +6,10 @@ Does nothing if ``--out`` already holds a set made with the same settings (its m
 """
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmdet.datasets.demo import make_demo_data  # noqa: E402
+from mmdet.datasets.demo import make_demo_data
+from mmdet.utils.cli import run_tool
 
 
 def main(argv=None):
@@ -28,4 +25,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

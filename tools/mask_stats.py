@@ -22,20 +22,18 @@ Prints a table and writes the numbers as JSON to --out if given.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from mmdet.apis import init_detector  # noqa: E402
-from mmdet.apis.inference import prepare_batch, sparse_detector_config  # noqa: E402
-from mmdet.core.evaluation import load_coco  # noqa: E402
-from mmdet.ops.gumbel_mask import grid_prior  # noqa: E402
-from mmdet.ops.interpolation import interpolate_dense  # noqa: E402
-from mmdet.utils import resolve_device  # noqa: E402
+from mmdet.apis import init_detector
+from mmdet.apis.inference import prepare_batch, sparse_detector_config
+from mmdet.core.evaluation import load_coco
+from mmdet.ops.gumbel_mask import grid_prior
+from mmdet.ops.interpolation import interpolate_dense
+from mmdet.utils import resolve_device
+from mmdet.utils.cli import run_tool
 
 MASKS = ('mask1', 'mask2')
 EXPLAIN = ('input', 'recon_error')
@@ -68,7 +66,7 @@ def cell_regions(grid_shape, boxes, meta, interval):
     xc = (np.arange(w)[None, :] + 0.5) * pad_w / w
     valid = (yc < img_h) & (xc < img_w)
     if interval is not None:
-        valid &= ~((np.arange(h)[:, None] % interval == 0) & (np.arange(w)[None, :] % interval == 0))
+        valid &= ~grid_prior(h, w, interval, 'cpu').numpy()
     x_scale, y_scale = meta['scale_factor'][:2]
     inside = np.zeros((h, w), dtype=bool)
     for x, y, bw, bh in boxes:
@@ -121,7 +119,7 @@ def collect_counts(model, images, img_prefix, seed):
                 model(return_loss=False, rescale=True, **batch)
                 maps = [explain(block, inputs[i]) for i, block in enumerate(blocks)]
             for index, block in enumerate(blocks):
-                values = {name: (mask[0, 0] > 0).cpu().numpy() for name, mask in zip(MASKS, block.last_masks)}
+                values = {name: (getattr(block.last, name)[0, 0] > 0).cpu().numpy() for name in MASKS}
                 values.update(maps[index])
                 for key, value in values.items():
                     obj, bg = cell_regions(value.shape, boxes, meta, block.grid_prior_interval)
@@ -171,4 +169,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

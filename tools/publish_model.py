@@ -10,6 +10,8 @@ import os
 
 import torch
 
+from mmdet.utils.cli import run_tool
+
 KEEP_META = ('epoch', 'config', 'CLASSES', 'mmdet_version', 'time')
 
 
@@ -40,4 +42,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

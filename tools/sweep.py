@@ -24,17 +24,16 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import matplotlib  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+import matplotlib
+from mmengine.config import DictAction
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from mmdet.core.evaluation import load_results  # noqa: E402
-from mmdet.datasets import build_dataset  # noqa: E402
-from mmdet.utils import load_config  # noqa: E402
+from mmdet.core.evaluation import load_results
+from mmdet.datasets import build_dataset
+from mmdet.utils import load_config
+from mmdet.utils.cli import run_tool
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 WEIGHT_KEY = 'model.backbone.sparse_loss_weight'
@@ -260,4 +259,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

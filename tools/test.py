@@ -10,27 +10,26 @@ import argparse
 import functools
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmengine.config import DictAction
+from mmengine.dist import get_dist_info
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.dist import get_dist_info  # noqa: E402
-
-from mmdet.apis import show_result  # noqa: E402
-from mmdet.apis.checkpoint import check_classes, load_checkpoint  # noqa: E402
-from mmdet.apis.test import (  # noqa: E402
+from mmdet.apis import show_result
+from mmdet.apis.checkpoint import check_classes, load_weights, read_checkpoint
+from mmdet.apis.test import (
     density_report,
     detections_as_proposals,
     format_density_table,
     format_official_density_log,
     predict_dataset,
 )
-from mmdet.core.evaluation import save_results  # noqa: E402
-from mmdet.datasets import build_dataloader, build_dataset  # noqa: E402
-from mmdet.models import build_detector  # noqa: E402
-from mmdet.utils import config_notes, init_dist_env, load_config, resolve_device  # noqa: E402
-from mmdet.utils.dist import LAUNCHERS  # noqa: E402
+from mmdet.core.evaluation import save_results
+from mmdet.datasets import build_dataloader, build_dataset
+from mmdet.models import build_detector
+from mmdet.utils import config_notes, init_dist_env, load_config, resolve_device
+from mmdet.utils.cli import run_tool
+from mmdet.utils.config import check_num_classes
+from mmdet.utils.dist import LAUNCHERS
 
 EVAL_CHOICES = ('proposal', 'proposal_fast', 'bbox', 'segm', 'keypoints')  # the official test.py's
 SUPPORTED_EVALS = ('bbox', 'proposal')
@@ -84,6 +83,19 @@ def parse_args(argv=None):
     return args
 
 
+def unwritable(path):
+    """Why the file ``path`` cannot be written, or None: checked before the test set runs, whose
+    results would otherwise be lost at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return 'it is a directory'
+    if not os.path.isdir(folder):
+        return f'its folder {folder!r} does not exist'
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return 'permission denied'
+    return None
+
+
 def show_directory(args, cfg):
     """``--show-dir``, else ``show`` in the work_dir train.py would use for this config."""
     if args.show_dir:
@@ -101,6 +113,8 @@ def draw_detections(img_metas, results, class_names, show_dir):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.out is not None and (problem := unwritable(args.out)):
+        raise ValueError(f'--out {args.out!r} cannot be written: {problem}')
     cfg = load_config(args.config, args.cfg_options)
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
@@ -113,10 +127,12 @@ def main(argv=None):
             print(f'config in the official v0.6 schema: {note}')
 
     dataset = build_dataset(cfg.data.test, dict(test_mode=True))
+    check_num_classes(cfg.model, dataset.CLASSES, 'data.test')
+    checkpoint = read_checkpoint(args.checkpoint)
+    check_classes(checkpoint, args.checkpoint, dataset.CLASSES, 'data.test')
     cfg.model.pretrained = None
     model = build_detector(cfg.model, train_cfg=None, test_cfg=cfg.test_cfg)
-    checkpoint = load_checkpoint(model, args.checkpoint, strict=True)
-    check_classes(checkpoint, args.checkpoint, dataset.CLASSES, 'data.test')
+    load_weights(model, checkpoint, strict=True)
     if hasattr(model.backbone, 'set_sampling_seed'):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
@@ -151,4 +167,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -7,20 +7,17 @@ a warning in the log, as the official one ignored them."""
 import argparse
 import difflib
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from mmengine.config import DictAction
+from mmengine.dist import get_dist_info
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.dist import get_dist_info  # noqa: E402
-
-import mmdet  # noqa: E402
-from mmdet.apis.train import train_detector  # noqa: E402
-from mmdet.datasets import build_dataloader, build_dataset  # noqa: E402
-from mmdet.models import build_detector  # noqa: E402
-from mmdet.ops import backend_summary  # noqa: E402
-from mmdet.utils import (  # noqa: E402
+import mmdet
+from mmdet.apis.train import train_detector
+from mmdet.datasets import build_dataloader, build_dataset
+from mmdet.models import build_detector
+from mmdet.ops import backend_summary
+from mmdet.utils import (
     config_notes,
     get_root_logger,
     init_dist_env,
@@ -28,8 +25,10 @@ from mmdet.utils import (  # noqa: E402
     resolve_device,
     set_random_seed,
 )
-from mmdet.utils.dist import LAUNCHERS  # noqa: E402
-from mmdet.utils.work_dir_lock import work_dir_lock  # noqa: E402
+from mmdet.utils.cli import run_tool
+from mmdet.utils.config import check_num_classes, check_training_config
+from mmdet.utils.dist import LAUNCHERS
+from mmdet.utils.work_dir_lock import work_dir_lock
 
 
 def positive_int(text):
@@ -113,6 +112,10 @@ def main(argv=None):
             cfg[key] = getattr(args, key)
     cfg.auto_resume = args.auto_resume or cfg.get('auto_resume', False)
     cfg.deterministic = args.deterministic or cfg.get('deterministic', False)
+    check_training_config(cfg)
+    for key in ('resume_from', 'load_from'):
+        if cfg.get(key) and not os.path.isfile(cfg[key]):
+            raise FileNotFoundError(f'{key}: checkpoint {cfg[key]!r} does not exist')
 
     device = resolve_device(args.device)
     backend = cfg.get('dist_params', {}).get('backend')
@@ -123,7 +126,8 @@ def main(argv=None):
 
 
 def run(args, cfg, config_name, distributed, device):
-    """Log, build the model and the data, and train (in the locked work dir)."""
+    """Log, build the data, check that the model fits it, build the model and train (in the
+    locked work dir)."""
     rank, world_size = get_dist_info()
     timestamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     logger = get_root_logger(os.path.join(cfg.work_dir, f'{timestamp}.log'), cfg.get('log_level', 'INFO'))
@@ -143,8 +147,14 @@ def run(args, cfg, config_name, distributed, device):
     if cfg.get('seed') is not None:
         logger.info(f'seed {cfg.seed}, deterministic: {cfg.deterministic}')
         set_random_seed(cfg.seed, deterministic=cfg.deterministic)
-    model = build_detector(cfg.model, train_cfg=cfg.train_cfg, test_cfg=cfg.test_cfg)
     dataset = build_dataset(cfg.data.train)
+    check_num_classes(cfg.model, dataset.CLASSES, 'data.train')
+    val_loader = None
+    if args.validate:
+        val_set = build_dataset(cfg.data.val, dict(test_mode=True))
+        check_num_classes(cfg.model, val_set.CLASSES, 'data.val')
+        val_loader = build_dataloader(val_set, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)
+    model = build_detector(cfg.model, train_cfg=cfg.train_cfg, test_cfg=cfg.test_cfg)
     model.CLASSES = dataset.CLASSES
     data_loader = build_dataloader(
         dataset,
@@ -154,14 +164,10 @@ def run(args, cfg, config_name, distributed, device):
         shuffle=True,
         seed=cfg.get('seed'),
     )
-    val_loader = None
-    if args.validate:
-        val_set = build_dataset(cfg.data.val, dict(test_mode=True))
-        val_loader = build_dataloader(val_set, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)
     train_detector(
         model, data_loader, cfg, distributed=distributed, val_loader=val_loader, device=device, logger=logger
     )
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -19,19 +19,17 @@ deterministic sampling (p >= 0.5, the paper's ablation) and once with stochastic
 import argparse
 import copy
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmdet.apis import init_detector, show_result  # noqa: E402
-from mmdet.apis.inference import prepare_batch, sparse_detector_config  # noqa: E402
-from mmdet.apis.test import measured_gflops  # noqa: E402
-from mmdet.datasets.image_io import read_image  # noqa: E402
-from mmdet.utils import resolve_device  # noqa: E402
-from mmdet.utils.visualization import (  # noqa: E402
+from mmdet.apis import init_detector, show_result
+from mmdet.apis.inference import prepare_batch, sparse_detector_config
+from mmdet.apis.test import measured_gflops
+from mmdet.datasets.image_io import read_image
+from mmdet.utils import resolve_device
+from mmdet.utils.cli import run_tool
+from mmdet.utils.visualization import (
     compose_grid,
     fit_image,
     mask_to_image,
@@ -79,7 +77,7 @@ def run_with_masks(model, data, seed):
     """One detector forward on a collated batch of one image, capturing every block's masks.
 
     Returns (detections, {block: dict(mask1, mask2, p1, p2)}), arrays ``[h, w]`` on the block's
-    grids: the eval masks and probabilities (``block.last_masks``, ``block.last_probs``).
+    grids: the eval masks and probabilities of the block's record ``block.last`` (a BlockMasks).
     """
     blocks = sparse_blocks(model.backbone)
     model.backbone.set_sampling_seed(seed)
@@ -87,8 +85,7 @@ def run_with_masks(model, data, seed):
         result = model(return_loss=False, rescale=True, **data)[0]
     captured = {}
     for name, block in blocks.items():
-        (mask1, mask2), (p1, p2) = block.last_masks, block.last_probs
-        tensors = dict(mask1=mask1, mask2=mask2, p1=p1, p2=p2)
+        tensors = {key: getattr(block.last, key) for key in ('mask1', 'mask2', 'p1', 'p2')}
         captured[name] = {k: v[0, 0].float().cpu().numpy() for k, v in tensors.items()}
     return result, captured
 
@@ -166,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -23,7 +23,7 @@ model = dict(
         norm_eval=False,
         style='pytorch',
     ),
-    neck=dict(in_channels=[16, 32, 64, 128], out_channels=32),
+    neck=dict(out_channels=32),
     rpn_head=dict(in_channels=32, feat_channels=32),
     bbox_roi_extractor=dict(out_channels=32),
     bbox_head=dict(in_channels=32, fc_out_channels=128, num_classes=5),

@@ -8,14 +8,13 @@ import torch
 from mmengine.config import Config
 
 from mmdet.apis.checkpoint import load_checkpoint
-from mmdet.apis.test import to_device
 from mmdet.datasets.collate import collate
 from mmdet.datasets.image_io import read_image
 from mmdet.datasets.pipelines import Compose
 from mmdet.datasets.pipelines.loading import image_results
 from mmdet.models import build_detector
 from mmdet.registry import DATASETS
-from mmdet.utils import load_config
+from mmdet.utils import load_config, to_device
 
 
 def init_detector(config, checkpoint=None, device='cpu'):

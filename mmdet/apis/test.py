@@ -8,21 +8,10 @@ import torch
 from mmengine.dist import broadcast_object_list, collect_results, get_dist_info
 from tqdm import tqdm
 
-from mmdet.utils import backbone_gflops_from_cfg
+from mmdet.utils import backbone_gflops_from_cfg, to_device
 from mmdet.utils.flops import STAGE_BLOCKS, format_gflops
 
 OFFICIAL_RESOLUTION = 1000  # the official log's GFLOPs are always counted at this short side
-
-
-def to_device(batch, device):
-    """Move every tensor of a collated batch (dicts / lists nested) to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, list):
-        return [to_device(v, device) for v in batch]
-    return batch
 
 
 def predict_dataset(model, data_loader, device, tmpdir=None, on_batch=None):

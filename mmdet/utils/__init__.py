@@ -1,4 +1,5 @@
 from .config import config_notes, load_config, merge_cfg_options
+from .device import to_device
 from .dist import init_dist_env, resolve_device
 from .flops import backbone_gflops, backbone_gflops_from_cfg
 from .logger import get_root_logger
@@ -16,4 +17,5 @@ __all__ = [
     'resolve_device',
     'set_random_seed',
     'set_rng_state',
+    'to_device',
 ]

@@ -14,9 +14,10 @@ its two 3x3 convs at d1 and d2 and the interpolations on P channels, all at the 
 import json
 import math
 
-STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-OFFSET_CHANNELS = 18  # DCN v1: (dy, dx) per tap of the 3x3 conv2
-MODULATED_OFFSET_CHANNELS = 27  # DCNv2: and one modulation logit per tap
+from mmdet.models.backbones.resnet import ARCH_SETTINGS, ResNet, arch_settings, offset_channels
+
+# blocks per stage of each depth, read from the backbone's table (for mmdet/apis/test.py)
+STAGE_BLOCKS = {depth: stage_blocks for depth, (_, stage_blocks) in ARCH_SETTINGS.items()}
 
 
 def input_size(resolution):
@@ -25,9 +26,8 @@ def input_size(resolution):
 
 
 def num_blocks(depth):
-    if depth not in STAGE_BLOCKS:
-        raise KeyError(f'depth must be one of {sorted(STAGE_BLOCKS)}, got {depth}')
-    return sum(STAGE_BLOCKS[depth])
+    """The number of residual blocks of a ResNet of ``depth`` (ResNet-101: 33)."""
+    return sum(arch_settings(depth, 'backbone_gflops')[1])
 
 
 def _check_densities(densities, depth):
@@ -69,17 +69,18 @@ def backbone_gflops(
     if not isinstance(gaussian_kernel, int) or gaussian_kernel < 1 or gaussian_kernel % 2 == 0:
         raise ValueError(f'gaussian_kernel: expected an odd positive int, got {gaussian_kernel!r}')
     interp_taps = gaussian_kernel**2
-    offset_channels = MODULATED_OFFSET_CHANNELS if dcn_modulated else OFFSET_CHANNELS
+    offsets = offset_channels(dcn_modulated)
     h, w = input_size(resolution)
 
     def area(stride):
         return (h // stride) * (w // stride)
 
-    bottleneck = depth >= 50
-    expansion = 4 if bottleneck else 1
+    block_kind, stage_blocks = arch_settings(depth, 'backbone_gflops')
+    bottleneck = block_kind == 'bottleneck'
+    expansion = ResNet.block_types[block_kind].expansion
     macs = stem_kernel_size**2 * 3 * base_channels * area(2)
     cin, stride_in, index = base_channels, 4, 0
-    for stage, count in enumerate(STAGE_BLOCKS[depth]):
+    for stage, count in enumerate(stage_blocks):
         planes = base_channels * 2**stage
         cout = planes * expansion
         for b in range(count):
@@ -94,7 +95,7 @@ def backbone_gflops(
             if b == 0 and (cin != cout or stride_out != stride_in):
                 macs += cin * cout * hw_out
             if dcn_stages[stage]:
-                macs += 9 * cin * offset_channels * hw_out * d2
+                macs += 9 * cin * offsets * hw_out * d2
             if sparse:
                 macs += 9 * cin * (hw1 + hw_out)  # conv1_mask, conv2_mask
                 macs += interp_taps * (planes * hw1 * d1 * (1 - d1) + cout * hw_out * d2 * (1 - d2))

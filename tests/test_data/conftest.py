@@ -1,19 +1,8 @@
-"""Fixtures: the real sample (5 photos with COCO boxes) and a writable copy of it."""
+"""Fixtures: a writable copy of the real sample (``real_sample``: tests/conftest.py)."""
 
 import shutil
-from pathlib import Path
 
 import pytest
-
-REAL_SAMPLE = Path(__file__).resolve().parents[2] / '..' / 'shared' / 'data' / 'real_sample'
-
-
-@pytest.fixture(scope='session')
-def real_sample():
-    """The real-sample folder (annotations.json, images/, images.zip); skipped if absent."""
-    if not (REAL_SAMPLE / 'annotations.json').is_file():
-        pytest.skip(f'real sample data not found at {REAL_SAMPLE.resolve()}')
-    return REAL_SAMPLE.resolve()
 
 
 @pytest.fixture

@@ -258,3 +258,16 @@ def test_pretrained_backbone_init_as_the_official_code(tmp_path, with_checkpoint
         if block.with_dcn:  # zeroed only from scratch, else PyTorch's default conv init
             zeroed = [bool(torch.all(t == 0)) for t in (block.conv2_offset.weight, block.conv2_offset.bias)]
             assert zeroed == [not with_checkpoint] * 2
+
+
+def test_neck_in_channels_come_from_the_backbone():
+    cfg = _model_cfg()
+    del cfg['neck']['in_channels']
+    detector = build_detector(cfg, test_cfg=copy.deepcopy(BASE.test_cfg))
+    assert detector.neck.in_channels == [8, 16, 32, 64]  # ResNet-18 of width 8: 8 * 2**stage
+    assert [conv.conv.in_channels for conv in detector.neck.lateral_convs] == [8, 16, 32, 64]
+    cfg['neck']['in_channels'] = [8, 16, 32, 32]  # a given value must agree with output_shape()
+    with pytest.raises(
+        ValueError, match=r'model.neck.in_channels: \[8, 16, 32, 32\] differs from the backbone'
+    ):
+        build_detector(cfg, test_cfg=copy.deepcopy(BASE.test_cfg))

@@ -45,3 +45,16 @@ def test_fpn_bad_inputs():
         build_neck(dict(type='FPN', in_channels=[4, 8], out_channels=8, num_outs=1))
     with pytest.raises(ValueError, match='expected 4 inputs'):
         _fpn()([torch.randn(1, 4, 8, 8)])
+
+
+def test_build_neck_fills_in_channels_from_the_input_shape():
+    shape = [(16, 8), (64, 32)]  # (channels, stride) of two backbone outputs
+    fpn = build_neck(dict(type='FPN', out_channels=4, num_outs=3), shape)
+    assert fpn.in_channels == [16, 64] and fpn.lateral_convs[1].conv.in_channels == 64
+    assert build_neck(
+        dict(type='FPN', in_channels=(16, 64), out_channels=4, num_outs=3), shape
+    ).in_channels == [16, 64]
+    with pytest.raises(
+        ValueError, match=r"in_channels: \[16, 32\] differs from the backbone's output channels \[16, 64\]"
+    ):
+        build_neck(dict(type='FPN', in_channels=[16, 32], out_channels=4, num_outs=3), shape)

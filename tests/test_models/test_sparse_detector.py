@@ -30,7 +30,6 @@ def sparse_r50_demo_cfg(data_root):
         stage_with_dcn=(False, True, True, True),
         execution='sparse',
     )
-    cfg.model.neck.in_channels = [32, 64, 128, 256]
     for split in ('train', 'test'):
         cfg.data[split].ann_file = f'{data_root}/annotations/{split if split == "train" else "val"}.json'
         cfg.data[split].img_prefix = f'{data_root}/{split if split == "train" else "val"}/'

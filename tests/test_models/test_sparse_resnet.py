@@ -1,12 +1,13 @@
 """SparseResNet: Gumbel sampling, temperature, grid prior, eval masks, densities, sparse loss."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from mmdet.models import build_backbone
-from mmdet.models.backbones import GumbelSigmoid, MaskDensity, ResNet, SparseResNet
+from mmdet.models.backbones import BlockMasks, Bottleneck, GumbelSigmoid, MaskDensity, ResNet, SparseResNet
 from mmdet.models.backbones.sparse_exec import sparse_bottleneck_forward
 from mmdet.models.backbones.sparse_resnet import grid_prior, mask_probs
 
@@ -88,9 +89,10 @@ def test_init_and_mask_shapes():
     assert block.conv1_sigma.item() == 3.0 and block.conv2_sigma.requires_grad
     assert block.conv1_gumbel.cur_T.item() == 1.0
     assert torch.all(block.conv2_offset.weight == 0)
-    mask1, mask2, p1, p2 = block.masks(torch.randn(2, 16, 16, 16))
-    assert mask1.shape == p1.shape == (2, 1, 16, 16) and mask2.shape == p2.shape == (2, 1, 8, 8)
-    torch.testing.assert_close(p2, torch.full_like(p2, 1 / (1 + math.exp(-3))))
+    masks = block.masks(torch.randn(2, 16, 16, 16))
+    assert masks.mask1.shape == masks.p1.shape == (2, 1, 16, 16)
+    assert masks.mask2.shape == masks.p2.shape == (2, 1, 8, 8) and masks.counts is None
+    torch.testing.assert_close(masks.p2, torch.full_like(masks.p2, 1 / (1 + math.exp(-3))))
 
 
 def test_grid_prior_positions():
@@ -99,9 +101,9 @@ def test_grid_prior_positions():
     model = tiny(grid_prior_interval=3, sampling='deterministic').eval()
     block = model.layer1[0]
     set_probs(block, 0.01, 0.01)
-    mask1, mask2, _, _ = block.masks(torch.randn(1, 4, 8, 8))
+    masks = block.masks(torch.randn(1, 4, 8, 8))
     expected = grid_prior(8, 8, 3, 'cpu').float()[None, None]
-    assert torch.equal(mask1, expected) and torch.equal(mask2, expected)
+    assert torch.equal(masks.mask1, expected) and torch.equal(masks.mask2, expected)
 
 
 def test_deterministic_sampling():
@@ -109,12 +111,12 @@ def test_deterministic_sampling():
     block = model.layer1[1]
     set_probs(block, 0.5, 0.5, random_weights=True)
     x = torch.randn(2, 4, 8, 8)
-    mask1, mask2, p1, p2 = block.masks(x)
-    for mask, p in ((mask1, p1), (mask2, p2)):
+    masks = block.masks(x)
+    for mask, p in ((masks.mask1, masks.p1), (masks.mask2, masks.p2)):
         expected = ((p >= 0.5) | grid_prior(8, 8, 4, 'cpu')).float()
         assert torch.equal(mask, expected)
         assert 0 < expected.mean() < 1
-    assert torch.equal(block.masks(x)[0], mask1)
+    assert torch.equal(block.masks(x).mask1, masks.mask1)
     img = torch.randn(1, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(model(img), model(img)))
 
@@ -128,7 +130,7 @@ def test_eval_masks_are_soft_times_binary_and_densities_counted():
     expected = []
     for block in model.sparse_blocks():
         pair = []
-        for mask in block.last_masks:
+        for mask in (block.last.mask1, block.last.mask2):
             # values are 0 or the soft mask where it is >= 0.5
             assert torch.all((mask == 0) | (mask >= 0.5)) and torch.all(mask <= 1)
             pair.append((mask > 0).float().mean().item())
@@ -208,7 +210,7 @@ def test_seeded_sampling_is_repeatable(device):
     for seed in (3, 3, 4):
         model.set_sampling_seed(seed)
         model(img)
-        runs.append(torch.cat([b.last_masks[1].flatten() for b in model.sparse_blocks()]))
+        runs.append(torch.cat([b.last.mask2.flatten() for b in model.sparse_blocks()]))
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
@@ -267,7 +269,7 @@ def test_frozen_stages_still_sample_in_training():
     assert not model.layer1[0].bn1.training and not model.layer1[0].conv1_mask.weight.requires_grad
     assert model.layer1[0].training and model.layer1[0].conv1_gumbel.training
     model(torch.randn(1, 3, 32, 32))
-    assert model.layer1[0].last_probs is not None
+    assert model.layer1[0].last is not None
     assert model.layer1[0].conv1_gumbel.cur_T.item() < 1.0
 
 
@@ -347,7 +349,7 @@ def test_sparse_execution_matches_dense_masked(device, gaussian_kernel, no_tf32)
             outs[execution] = model(img)
         densities[execution] = model.density.per_block()
         # sparse: the densities come from the compaction's counts, dense: from the masks
-        assert all((b.last_counts is not None) == (execution == 'sparse') for b in model.sparse_blocks())
+        assert all((b.last.counts is not None) == (execution == 'sparse') for b in model.sparse_blocks())
     assert densities['dense'] == densities['sparse']
     assert 0.1 < torch.tensor(densities['dense']).mean() < 0.9
     for dense, sparse in zip(outs['dense'], outs['sparse']):
@@ -368,14 +370,14 @@ def test_train_then_eval_step_on_device(device):
         model(img)
     densities = torch.tensor(model.density.per_block())
     assert densities.shape == (8, 2) and torch.all((densities > 0.5) & (densities <= 1))
-    assert model.layer4[1].last_masks[1].device.type == device
+    assert model.layer4[1].last.mask2.device.type == device
 
 
 def test_caffe_style_masks_follow_the_strided_conv():
     block = tiny(depth=50, style='caffe').layer3[0]  # stride 2 on conv1
     assert block.conv1_mask.stride == (2, 2) and block.conv2_mask.stride == (2, 2)
-    mask1, mask2, _, _ = block.masks(torch.randn(1, 32, 8, 8))
-    assert mask1.shape == mask2.shape == (1, 1, 4, 4)
+    masks = block.masks(torch.randn(1, 32, 8, 8))
+    assert masks.mask1.shape == masks.mask2.shape == (1, 1, 4, 4)
     basic = tiny().layer2[0]  # BasicBlock: both masks at the block's output resolution
     assert basic.conv1_mask.stride == basic.conv2_mask.stride == (2, 2)
 
@@ -455,11 +457,11 @@ def _toy_training_run(with_cp, seed):
     for _ in range(2):
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             outs = model(img)
-        probs = [block.last_probs for block in model.sparse_blocks()]
+        probs = [(block.last.p1, block.last.p2) for block in model.sparse_blocks()]
         loss = sum(o.pow(2).mean() for o in outs) + model.extra_losses()['sparse_loss']
         loss.backward()
-        # the recomputation in backward records nothing: last_probs are still the forward's
-        assert all(block.last_probs is p for block, p in zip(model.sparse_blocks(), probs))
+        # the recomputation in backward records nothing: the records are still the forward's
+        assert all(block.last.p1 is p1 for block, (p1, _) in zip(model.sparse_blocks(), probs))
         losses.append(loss.item())
     return dict(
         losses=losses,
@@ -555,8 +557,175 @@ def test_gaussian_kernel_option():
         with torch.no_grad():
             outs.append(m(img)[0])
     # the same masks in the first block (same input), a narrower Gaussian: its output differs
-    assert all(torch.equal(a, b) for a, b in zip(model.layer1[0].last_masks, seven.layer1[0].last_masks))
+    first, first_seven = model.layer1[0].last, seven.layer1[0].last
+    assert torch.equal(first.mask1, first_seven.mask1) and torch.equal(first.mask2, first_seven.mask2)
     assert not torch.allclose(outs[0], outs[1])
     for bad in (4, 0, -3, 5.0):
         with pytest.raises(ValueError, match='gaussian_kernel'):
             tiny(gaussian_kernel=bad)
+
+
+def test_block_masks_record_checks_its_fields():
+    mask1, mask2 = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 2, 2)
+    record = BlockMasks(mask1, mask2, mask1 * 0.5, mask2 + 0.5)
+    assert record.counts is None and 'mask1=torch.float32 Tensor[2, 1, 4, 4]' in repr(record)
+    counts = (torch.tensor([32], dtype=torch.int32), torch.tensor([0], dtype=torch.int32))
+    counted = record.with_counts(counts)
+    assert counted.mask1 is mask1 and [int(c) for c in counted.counts] == [32, 0] and record.counts is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.mask1 = mask2
+    with pytest.raises(
+        ValueError, match=r'mask1 must have the shape and device of p1 .*Tensor\[2, 1, 2, 2\]'
+    ):
+        BlockMasks(mask1, mask2, torch.ones(2, 1, 2, 2), mask2)
+    with pytest.raises(ValueError, match=r'p2 must be a floating Tensor\[B, 1, h, w\].*Tensor\[2, 2, 2\]'):
+        BlockMasks(mask1, mask2, mask1, torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match='mask2 must be a floating'):
+        BlockMasks(mask1, mask2.bool(), mask1, mask2)
+    with pytest.raises(ValueError, match='differ in batch size'):
+        BlockMasks(mask1, mask2[:1], mask1, mask2[:1])
+    with pytest.raises(ValueError, match='counts must be None or a pair'):
+        BlockMasks(mask1, mask2, mask1, mask2, counts=(32, 0))
+
+
+def _toy_bottleneck():
+    """layer2.0 of a toy SparseResNet-50 in eval (16 -> 32 channels, stride 2), random mask convs."""
+    model = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False).eval()
+    block = model.layer2[0]
+    set_probs(block, 0.5, 0.5, random_weights=True)
+    return block
+
+
+def test_block_takes_given_masks_instead_of_sampling():
+    block = _toy_bottleneck()
+    x = torch.randn(2, 16, 8, 8)
+    ones1, ones2 = torch.ones(2, 1, 8, 8), torch.ones(2, 1, 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    with torch.no_grad():
+        # every position sampled: the plain Bottleneck
+        torch.testing.assert_close(block(x, gen, masks=(ones1, ones2)), Bottleneck.forward(block, x))
+        # none: conv1 and conv2 contribute nothing, conv3 sees zeros, bn3 leaves its shift
+        expected = torch.relu(block.bn3(torch.zeros(2, 32, 4, 4)) + block.downsample(x))
+        torch.testing.assert_close(block(x, gen, masks=(ones1 * 0, ones2 * 0)), expected)
+    assert torch.equal(gen.get_state(), state)  # no noise drawn
+    # the record holds the given masks and the probabilities of x (the mask convs still run)
+    assert torch.equal(block.last.mask1, ones1 * 0) and block.last.counts is None
+    torch.testing.assert_close(block.last.p1, torch.sigmoid(block.conv1_mask(x)).detach())
+    torch.testing.assert_close(block.last.p2, torch.sigmoid(block.conv2_mask(x)).detach())
+
+
+def test_block_replays_a_recorded_forward():
+    block = _toy_bottleneck()
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        sampled = block(x, torch.Generator().manual_seed(1))
+        record = block.last
+        assert 0 < (record.mask2 > 0).float().mean() < 1
+        torch.testing.assert_close(block(x, masks=record), sampled)  # a BlockMasks: its masks are used
+    assert torch.equal(block.last.mask2, record.mask2)
+
+
+def test_block_refuses_bad_masks():
+    block = _toy_bottleneck()
+    x = torch.randn(2, 16, 8, 8)
+    with pytest.raises(
+        ValueError, match=r'mask2 must have the shape and device of p2 .*Tensor\[2, 1, 4, 4\]'
+    ):
+        block(x, masks=(torch.ones(2, 1, 8, 8), torch.ones(2, 1, 8, 8)))
+    with pytest.raises(TypeError, match=r'SparseBottleneck.forward: masks: expected a BlockMasks or a pair'):
+        block(x, masks=torch.ones(2, 1, 8, 8))
+    with pytest.raises(ValueError, match='execution must be one of'):
+        block(x, execution='fast')
+
+
+def _random_provider(seed):
+    """A provider of random eval-style masks on each block's grids; it records its calls."""
+    gen = torch.Generator().manual_seed(seed)
+    calls, given = [], []
+
+    def provider(index, block, x):
+        masks = []
+        for conv in (block.conv1_mask, block.conv2_mask):
+            shape = (x.shape[0], 1, *(-(-size // conv.stride[0]) for size in x.shape[-2:]))
+            keep = torch.rand(shape, generator=gen) < 0.4
+            masks.append(keep * (0.5 + 0.5 * torch.rand(shape, generator=gen)))
+        calls.append((index, block, tuple(x.shape)))
+        given.append(tuple(masks))
+        return tuple(masks)
+
+    return provider, calls, given
+
+
+def test_override_masks_feeds_every_block_in_network_order():
+    model = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False, **DCN).eval()
+    for block in model.sparse_blocks():
+        set_probs(block, 0.5, 0.5, random_weights=True)
+    img = torch.randn(2, 3, 64, 64)
+    provider, calls, given = _random_provider(0)
+    with torch.no_grad(), model.override_masks(provider):
+        outs = model(img)
+    blocks = model.sparse_blocks()
+    assert [(i, b) for i, b, _ in calls] == list(enumerate(blocks))
+    assert all(shape[1] == block.conv1.in_channels for _, block, shape in calls)
+    for block, (mask1, mask2) in zip(blocks, given):
+        assert torch.equal(block.last.mask1, mask1) and torch.equal(block.last.mask2, mask2)
+    expected = [[(m > 0).float().mean().item() for m in pair] for pair in given]
+    torch.testing.assert_close(
+        torch.tensor(model.density.per_block()), torch.tensor(expected), atol=1e-6, rtol=0
+    )
+    # the same as running the blocks one by one with these masks
+    with torch.no_grad():
+        x = model.stem(img)
+        for block, masks in zip(blocks, given):
+            x = block(x, masks=masks)
+    torch.testing.assert_close(outs[-1], x)
+    # outside the with block the blocks sample again
+    with torch.no_grad():
+        model(img)
+    assert not torch.equal(blocks[-1].last.mask2, given[-1][1])
+    assert len(calls) == len(blocks)
+
+
+def test_override_masks_in_sparse_execution_and_training():
+    model = tiny(depth=50, grid_prior_interval=3, zero_init_residual=False, **DCN).eval()
+    for block in model.sparse_blocks():
+        set_probs(block, 0.5, 0.5, random_weights=True)
+    img = torch.randn(1, 3, 64, 64)
+    outs, densities = {}, {}
+    for execution in ('dense', 'sparse'):
+        model.execution = execution
+        model.density.reset()
+        with torch.no_grad(), model.override_masks(_random_provider(3)[0]):
+            outs[execution] = model(img)
+        densities[execution] = model.density.per_block()
+    assert densities['sparse'] == densities['dense']
+    assert all(block.last.counts is not None for block in model.sparse_blocks())
+    for dense, sparse in zip(outs['dense'], outs['sparse']):
+        torch.testing.assert_close(sparse, dense, atol=1e-4 * dense.abs().max().item(), rtol=0)
+    # training: the sparse loss comes from the probabilities of the blocks' inputs
+    model.train()
+    with model.override_masks(_random_provider(4)[0]):
+        model(img)
+    terms = [0.25 * b.last.p1.mean() + 0.75 * b.last.p2.mean() for b in model.sparse_blocks()]
+    expected = model.sparse_loss_weight / len(terms) * torch.stack(terms).sum()
+    torch.testing.assert_close(model.extra_losses()['sparse_loss'], expected)
+
+
+def test_override_masks_does_not_nest_and_ends_with_its_block():
+    model = tiny().eval()
+    img = torch.randn(1, 3, 32, 32)
+    provider, calls, _ = _random_provider(5)
+    with pytest.raises(RuntimeError, match='no nesting'), model.override_masks(provider):
+        with model.override_masks(provider):
+            pass
+    with pytest.raises(KeyError), model.override_masks(provider):
+        raise KeyError('an error inside the with block')
+    with pytest.raises(TypeError, match='provider must be callable'), model.override_masks(None):
+        pass
+    with torch.no_grad():
+        model(img)  # no override left behind: the blocks sample
+        assert calls == []
+        with model.override_masks(provider):
+            model(img)
+    assert len(calls) == len(model.sparse_blocks())

@@ -29,37 +29,3 @@ def make_mask(kind, batch, height, width, gen, device='cpu'):
         keep = torch.zeros(batch, 1, height, width, dtype=torch.bool)
         keep[..., 0, :] = keep[..., -1, :] = keep[..., :, 0] = keep[..., :, -1] = True
     return (soft * keep).to(device)
-
-
-def random_block(inplanes, planes, stride, with_dcn, gen):
-    """A SparseBottleneck in eval with random weights, BN statistics and sigmas."""
-    import torch.nn as nn
-
-    from mmdet.models.backbones import SparseBottleneck
-
-    downsample = None
-    if stride != 1 or inplanes != planes * 4:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4)
-        )
-    block = SparseBottleneck(inplanes, planes, stride, downsample, with_dcn=with_dcn)
-    with torch.no_grad():
-        for p in block.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-        block.conv1_sigma.fill_(1.2)
-        block.conv2_sigma.fill_(0.9)
-    return block.eval()
-
-
-def dense_masked(block, x, mask1, mask2):
-    """The block's own eval forward (execution='dense') with the masks replaced by ours."""
-    block.masks = lambda x, generator=None: (mask1, mask2, mask1, mask2)
-    try:
-        with torch.no_grad():
-            return block(x, execution='dense')
-    finally:
-        del block.masks

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.ops import DeformConv2d
 
-from mmdet.models.backbones import SparseResNet
+from mmdet.models.backbones import ResNet, SparseResNet
 from mmdet.utils.flops import (
     backbone_gflops,
     backbone_gflops_from_cfg,
@@ -96,6 +97,46 @@ def test_basic_block_depth_and_bad_input():
         backbone_gflops(18, 1000, [(1, 1)] * 8)
     with pytest.raises(KeyError, match='depth'):
         backbone_gflops(42, 1000)
+
+
+def _conv_macs(model, img):
+    """Multiply-accumulates of every conv (plain and deformable) of ``model`` on ``img`` [1, 3, H, W],
+    counted from the modules' weights and output sizes by forward hooks."""
+    macs = []
+
+    def count(module, args, out):
+        macs.append(module.weight.numel() * out.shape[-2] * out.shape[-1])
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d | DeformConv2d)
+    ]
+    with torch.no_grad():
+        model(img)
+    for hook in hooks:
+        hook.remove()
+    return sum(macs)
+
+
+@pytest.mark.parametrize(
+    'depth, dcn',
+    [(18, None), (50, dict(modulated=False)), (50, dict(modulated=True)), (101, dict(modulated=False))],
+)
+def test_dense_counter_matches_the_convs_of_the_built_backbone(depth, dcn):
+    # resolution 64: a 64 x 96 input (input_size), where every stride divides the sides
+    stages = (False, True, True, True) if dcn else (False,) * 4
+    model = ResNet(depth, base_channels=4, stem_kernel_size=3, dcn=dcn, stage_with_dcn=stages).eval()
+    macs = _conv_macs(model, torch.zeros(1, 3, *input_size(64)))
+    expected = backbone_gflops(
+        depth,
+        64,
+        dcn_stages=stages,
+        base_channels=4,
+        stem_kernel_size=3,
+        dcn_modulated=bool(dcn and dcn['modulated']),
+    )
+    assert macs / 1e9 == pytest.approx(expected, rel=1e-12)
 
 
 def test_measured_densities_of_a_tiny_model(tmp_path):

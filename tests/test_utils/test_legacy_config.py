@@ -240,6 +240,11 @@ def test_v06_config_translates_to_ours(tmp_path, case):
     legacy_dcn, ours_dcn = legacy.model.backbone.pop('dcn'), ours.model.backbone.pop('dcn')
     assert legacy_dcn == dict(modulated=False, deformable_groups=1, fallback_on_stride=False)
     assert ours_dcn == dict(type='DCN', deformable_groups=1, fallback_on_stride=False)
+    # ours leaves the FPN's in_channels to the detector (the backbone's output_shape())
+    assert (
+        legacy.model.neck.pop('in_channels') == [256, 512, 1024, 2048]
+        and 'in_channels' not in ours.model.neck
+    )
     assert with_defaults(legacy.model) == with_defaults(ours.model)
     if case == 'sparse':  # gumbel_cfg became SparseResNet's own arguments
         assert (legacy.model.backbone.max_T, legacy.model.backbone.decay_alpha) == (1.0, 0.99998)

@@ -18,6 +18,27 @@ from .checkpoint import checkpoint_block
 
 DCN_OFFSET_CHANNELS = 18  # 2 * 3 * 3 offsets (dy, dx per tap), one deformable group
 DCN_MASK_CHANNELS = 9  # DCNv2 (dcn.modulated): one modulation logit per tap
+# depth: (block kind, blocks per stage) (He et al.), for ResNet, SparseResNet and the GFLOPs
+# counter (mmdet/utils/flops.py); ``ResNet.block_types`` maps the kind to the block class.
+ARCH_SETTINGS = {
+    18: ('basic', (2, 2, 2, 2)),
+    34: ('basic', (3, 4, 6, 3)),
+    50: ('bottleneck', (3, 4, 6, 3)),
+    101: ('bottleneck', (3, 4, 23, 3)),
+    152: ('bottleneck', (3, 8, 36, 3)),
+}
+
+
+def arch_settings(depth, owner='ResNet'):
+    """(block kind 'basic' | 'bottleneck', blocks per stage) of ``depth``; a KeyError names ``owner``."""
+    if depth not in ARCH_SETTINGS:
+        raise KeyError(f'{owner}: depth must be one of {sorted(ARCH_SETTINGS)}, got {depth!r}')
+    return ARCH_SETTINGS[depth]
+
+
+def offset_channels(modulated):
+    """Outputs of a block's conv2_offset: 18 offsets, plus 9 modulation logits with DCNv2."""
+    return DCN_OFFSET_CHANNELS + (DCN_MASK_CHANNELS if modulated else 0)
 
 
 def _conv2(planes, stride, with_dcn):
@@ -42,8 +63,9 @@ class _ResBlock(nn.Module):
         self.dcn_modulated = with_dcn and dcn_modulated
         self.with_cp = with_cp
         if with_dcn:
-            channels = DCN_OFFSET_CHANNELS + (DCN_MASK_CHANNELS if dcn_modulated else 0)
-            self.conv2_offset = nn.Conv2d(inplanes, channels, 3, stride=stride, padding=1)
+            self.conv2_offset = nn.Conv2d(
+                inplanes, offset_channels(dcn_modulated), 3, stride=stride, padding=1
+            )
 
     def reset_extra_parameters(self, from_scratch):
         """From scratch, zero the DCN offset conv (offsets start at 0, and DCNv2's modulation at
@@ -266,13 +288,7 @@ class ResNet(nn.Module):
     strides, e.g. ResNet-101: (256, 4), (512, 8), (1024, 16), (2048, 32). See ``output_shape()``.
     """
 
-    arch_settings = {
-        18: (BasicBlock, (2, 2, 2, 2)),
-        34: (BasicBlock, (3, 4, 6, 3)),
-        50: (Bottleneck, (3, 4, 6, 3)),
-        101: (Bottleneck, (3, 4, 23, 3)),
-        152: (Bottleneck, (3, 8, 36, 3)),
-    }
+    block_types = {'basic': BasicBlock, 'bottleneck': Bottleneck}  # per kind of ARCH_SETTINGS
 
     def __init__(
         self,
@@ -293,10 +309,7 @@ class ResNet(nn.Module):
         block_kwargs=None,
     ):
         super().__init__()
-        if depth not in self.arch_settings:
-            raise KeyError(
-                f'{type(self).__name__}: depth must be one of {sorted(self.arch_settings)}, got {depth}'
-            )
+        block_kind, stage_blocks = arch_settings(depth, type(self).__name__)
         if style not in ('pytorch', 'caffe'):
             raise ValueError(f"{type(self).__name__}: style must be 'pytorch' or 'caffe', got {style!r}")
         if stem_kernel_size not in (1, 3, 5, 7):
@@ -317,7 +330,7 @@ class ResNet(nn.Module):
         if frozen_stages not in range(-1, 5):
             raise ValueError(f'{type(self).__name__}: frozen_stages must be in -1..4, got {frozen_stages}')
         self.depth = depth
-        self.block, stage_blocks = self.arch_settings[depth]
+        self.block = self.block_types[block_kind]
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval

@@ -36,8 +36,10 @@ from mmdet.ops.sparse import (
 )
 from mmdet.ops.tap_conv import tap_conv3x3
 
-from .sparse_resnet import SPARSE_DCNV2_ERROR
-
+SPARSE_DCNV2_ERROR = (
+    "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
+    "conv kernels take no modulation mask); use execution='dense' (None picks it)"
+)
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
 # the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
 DENSE_FALLBACK_DENSITY = {3: 0.9}
@@ -134,13 +136,15 @@ def _offset_rows(conv, x, indices, count, mask):
 @torch.no_grad()
 def sparse_bottleneck_forward(
     block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The eval output of a SparseBottleneck, computed at the sampled positions only.
 
     x: Tensor[B, inplanes, H, W]; mask1: Tensor[B, 1, h1, w1] on conv1's output grid; mask2:
     Tensor[B, 1, h2, w2] on conv2's output grid (soft * binary eval masks, grid prior
-    included). Returns Tensor[B, 4 * planes, h2, w2] (channels-last), equal to the
-    dense-masked block output for these masks.
+    included). Returns (out, (count1, count2)): out Tensor[B, 4 * planes, h2, w2]
+    (channels-last), equal to the dense-masked block output for these masks, and the numbers
+    of positions with mask1 > 0 and mask2 > 0 over the batch (int32 Tensor[1] each, from the
+    compaction: the densities need no count of their own).
     """
     if block.training:
         raise RuntimeError('sparse_bottleneck_forward runs in eval only (block.training is True)')
@@ -156,7 +160,6 @@ def sparse_bottleneck_forward(
     h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1, kernel)
 
     idx2, cnt2 = active_positions(mask2)
-    block.last_counts = cnt1, cnt2  # the densities need no count of their own
     if block.with_dcn:
         offset = _offset_rows(block.conv2_offset, x, idx2, cnt2, mask2)
         geometry = _geometry(block.conv2, 'conv2')
@@ -167,6 +170,7 @@ def sparse_bottleneck_forward(
     identity = x if block.downsample is None else block.downsample(x)
     if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
         h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2, kernel)
-        return pointwise_conv(h2, weight3, bias3, identity)
+        return pointwise_conv(h2, weight3, bias3, identity), (cnt1, cnt2)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
-    return sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)
+    out = sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)
+    return out, (cnt1, cnt2)

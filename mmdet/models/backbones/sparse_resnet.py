@@ -4,6 +4,8 @@ Module names follow the official code (paper.md): conv1_mask, conv2_mask, conv1_
 conv2_sigma, conv2_offset, conv1_gumbel.cur_T, conv2_gumbel.cur_T.
 """
 
+import contextlib
+
 import torch
 import torch.nn as nn
 
@@ -14,18 +16,16 @@ from mmdet.ops.interpolation import interpolate_dense
 from mmdet.ops.tap_conv import tap_conv3x3
 from mmdet.registry import BACKBONES
 
+from .block_masks import BlockMasks, mask_pair
 from .gumbel import GumbelSigmoid
 from .mask_density import MaskDensity
 from .resnet import BasicBlock, Bottleneck, ResNet
+from .sparse_exec import SPARSE_DCNV2_ERROR, sparse_bottleneck_forward
 
 SAMPLING_MODES = ('stochastic', 'deterministic')
 EXECUTION_MODES = ('dense', 'sparse')
 MASK_INIT_BIAS = 3.0  # p = sigmoid(3) = 0.95 everywhere at the start
 SIGMA_INIT = 3.0
-SPARSE_DCNV2_ERROR = (
-    "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
-    "conv kernels take no modulation mask); use execution='dense' (None picks it)"
-)
 
 
 def mask_probs(x, conv1_mask, conv2_mask):
@@ -50,15 +50,19 @@ def mask_probs(x, conv1_mask, conv2_mask):
 class _SparseMasks:
     """Mask predictors, samplers and interpolation sigmas shared by the sparse blocks.
 
-    The block stores ``last_probs = (p1, p2)`` after every forward (for the sparse loss in
-    training; detached in eval, for visualisation) and ``last_masks = (mask1, mask2)``
-    (detached) after an eval forward (for densities, the sparse path and visualisation);
-    ``last_counts`` holds the masks' numbers of sampled positions (int32 [1] each) where exact
-    sparse execution counted them anyway, else None.
+    ``forward(x, generator=None, execution='dense', masks=None)`` -> the block output.
+    x: Tensor[B, inplanes, H, W]; generator: the sampling noise's torch.Generator (None: the
+    global RNG); execution: 'dense' (dense-masked) or 'sparse' (exact sparse execution, eval
+    and Bottleneck only; training always runs dense-masked). The masks are sampled
+    (``masks(x, generator)``) unless ``masks`` gives them: a pair (mask1, mask2) or a
+    BlockMasks (only its masks are used), shaped as BlockMasks describes (in eval, soft * binary
+    as sampled there: 0 where a position is skipped). The mask convs run in both cases, so p1
+    and p2 (and with them the sparse loss) are always those of x.
 
-    A block's ``forward(x, generator=None, execution='dense')`` runs ``_sampled_forward`` (under
-    ``with_cp``: checkpointed, so its sampling is replayed in backward) and records its masks
-    and probabilities afterwards, once per forward.
+    After every forward the block keeps ``last``, the BlockMasks of that forward (None before
+    the first): p1 and p2 keep their gradients in training (for the sparse loss), the rest is
+    detached; ``last.counts`` is set where exact sparse execution counted the positions.
+    Under ``with_cp`` the sampling runs checkpointed (replayed in backward) and is recorded once.
     """
 
     def _init_masks(
@@ -93,9 +97,7 @@ class _SparseMasks:
         self.conv2_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
         self.conv1_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
         self.conv2_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
-        self.last_probs = None
-        self.last_masks = None
-        self.last_counts = None
+        self.last = None
 
     def reset_extra_parameters(self, from_scratch):
         super().reset_extra_parameters(from_scratch)
@@ -116,31 +118,27 @@ class _SparseMasks:
         return mask
 
     def masks(self, x, generator=None):
-        """x: block input Tensor[B, inplanes, H, W] -> (mask1, mask2, p1, p2).
-
-        mask1, p1: Tensor[B, 1, h1, w1] at conv1's output resolution; mask2, p2:
-        Tensor[B, 1, H/s, W/s] at the block's output resolution. p = sigmoid(mask logits).
-        """
+        """x: block input Tensor[B, inplanes, H, W] -> BlockMasks (no counts) sampled from the
+        probabilities p = sigmoid(mask logits): mask1, p1 on conv1's output grid, mask2, p2 on
+        the block's output grid (Tensor[B, 1, H/s, W/s])."""
         p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
-        return (
-            self._sample(p1, self.conv1_gumbel, generator),
-            self._sample(p2, self.conv2_gumbel, generator),
-            p1,
-            p2,
-        )
+        mask1 = self._sample(p1, self.conv1_gumbel, generator)
+        return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2)
 
-    def forward(self, x, generator=None, execution='dense'):
-        """x: Tensor[B, inplanes, H, W] -> the block output; records the masks and probabilities."""
-        self.last_counts = None  # set by the exact sparse path
-        out, mask1, mask2, p1, p2 = self.checkpointed(self._sampled_forward, x, generator, execution)
-        self._record(mask1, mask2, p1, p2)
+    def _block_masks(self, x, generator, given):
+        """``masks(x, generator)``, or with ``given`` = (mask1, mask2) those with the probabilities of x."""
+        if given is None:
+            return self.masks(x, generator)
+        return BlockMasks(*given, *mask_probs(x, self.conv1_mask, self.conv2_mask))
+
+    def forward(self, x, generator=None, execution='dense', masks=None):
+        owner = f'{type(self).__name__}.forward'
+        if execution not in EXECUTION_MODES:
+            raise ValueError(f'{owner}: execution must be one of {EXECUTION_MODES}, got {execution!r}')
+        given = None if masks is None else mask_pair(masks, f'{owner}: masks')
+        out, record = self.checkpointed(self._sampled_forward, x, generator, execution, given)
+        self.last = record.detached(probabilities=not self.training)
         return out
-
-    def _record(self, mask1, mask2, p1, p2):
-        if self.training:
-            self.last_probs, self.last_masks = (p1, p2), None
-        else:
-            self.last_probs, self.last_masks = (p1.detach(), p2.detach()), (mask1.detach(), mask2.detach())
 
 
 class SparseBottleneck(_SparseMasks, Bottleneck):
@@ -184,20 +182,19 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
             gaussian_kernel,
         )
 
-    def _sampled_forward(self, x, generator, execution):
-        """-> (out, mask1, mask2, p1, p2): the block output and ``masks(x, generator)``."""
-        mask1, mask2, p1, p2 = self.masks(x, generator)
+    def _sampled_forward(self, x, generator, execution, given):
+        """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
+        masks = self._block_masks(x, generator, given)
         if execution == 'sparse' and not self.training:
-            from .sparse_exec import sparse_bottleneck_forward
-
-            return sparse_bottleneck_forward(self, x, mask1, mask2), mask1, mask2, p1, p2
+            out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2)
+            return out, masks.with_counts(counts)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = interpolate_dense(out, mask1, self.conv1_sigma, self.gaussian_kernel)
+        out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.relu(self.bn2(self.run_conv2(x, out)))
-        out = interpolate_dense(out, mask2, self.conv2_sigma, self.gaussian_kernel)
+        out = interpolate_dense(out, masks.mask2, self.conv2_sigma, self.gaussian_kernel)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity), mask1, mask2, p1, p2
+        return self.relu(out + identity), masks
 
 
 class SparseBasicBlock(_SparseMasks, BasicBlock):
@@ -241,15 +238,15 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
             gaussian_kernel,
         )
 
-    def _sampled_forward(self, x, generator, execution):
-        """-> (out, mask1, mask2, p1, p2): the (dense-masked) block output and ``masks(x, generator)``."""
-        mask1, mask2, p1, p2 = self.masks(x, generator)
+    def _sampled_forward(self, x, generator, execution, given):
+        """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
+        masks = self._block_masks(x, generator, given)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = interpolate_dense(out, mask1, self.conv1_sigma, self.gaussian_kernel)
+        out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out))
-        out = interpolate_dense(out, mask2, self.conv2_sigma, self.gaussian_kernel)
+        out = interpolate_dense(out, masks.mask2, self.conv2_sigma, self.gaussian_kernel)
         identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity), mask1, mask2, p1, p2
+        return self.relu(out + identity), masks
 
 
 @BACKBONES.register_module()
@@ -273,16 +270,12 @@ class SparseResNet(ResNet):
 
     Same outputs as ResNet (see ``output_shape()``). In eval the masks' densities accumulate in
     ``self.density`` (a MaskDensity, one entry per block in network order). Sampling noise uses
-    the global RNG unless ``set_sampling_seed(seed)`` gives it a private generator.
+    the global RNG unless ``set_sampling_seed(seed)`` gives it a private generator. Every block
+    keeps the BlockMasks of its last forward as ``block.last``; ``override_masks(provider)``
+    replaces the sampling by given masks.
     """
 
-    arch_settings = {
-        18: (SparseBasicBlock, (2, 2, 2, 2)),
-        34: (SparseBasicBlock, (3, 4, 6, 3)),
-        50: (SparseBottleneck, (3, 4, 6, 3)),
-        101: (SparseBottleneck, (3, 4, 23, 3)),
-        152: (SparseBottleneck, (3, 8, 36, 3)),
-    }
+    block_types = {'basic': SparseBasicBlock, 'bottleneck': SparseBottleneck}
 
     def __init__(
         self,
@@ -317,6 +310,7 @@ class SparseResNet(ResNet):
         self._sparse_loss = None
         self._seed = None
         self._generators = {}
+        self._mask_provider = None
 
     @property
     def execution(self):
@@ -358,18 +352,40 @@ class SparseResNet(ResNet):
             self._generators[device] = torch.Generator(device=device).manual_seed(self._seed)
         return self._generators[device]
 
+    @contextlib.contextmanager
+    def override_masks(self, provider):
+        """Inside the ``with`` block, every block's masks come from ``provider`` instead of sampling.
+
+        ``provider(index, block, x) -> (mask1, mask2)`` is called for every block in network order
+        (index as in ``sparse_blocks()``; x: the block input Tensor[B, Cin, H, W]); the masks are
+        shaped as BlockMasks describes them (in eval: soft * binary, 0 where a position is skipped;
+        a BlockMasks is taken too). As with ``block.forward(x, masks=...)``, the mask convs still
+        run: p1, p2, the sparse loss and their cost stay the model's; the densities are counted
+        from the given masks. Overrides do not nest.
+        """
+        if not callable(provider):
+            raise TypeError(f'SparseResNet.override_masks: provider must be callable, got {provider!r}')
+        if self._mask_provider is not None:
+            raise RuntimeError('SparseResNet.override_masks: the masks are already overridden (no nesting)')
+        self._mask_provider = provider
+        try:
+            yield self
+        finally:
+            self._mask_provider = None
+
     def forward(self, x):
         generator = self._generator(x.device)
         x = self.stem(x)
         outs, loss_terms, index = [], [], 0
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):
-                x = block(x, generator, self.execution)
+                masks = None if self._mask_provider is None else self._mask_provider(index, block, x)
+                x = block(x, generator, self.execution, masks)
+                last = block.last
                 if self.training:
-                    p1, p2 = block.last_probs
-                    loss_terms.append(0.25 * p1.mean() + 0.75 * p2.mean())
+                    loss_terms.append(0.25 * last.p1.mean() + 0.75 * last.p2.mean())
                 else:
-                    self.density.update(index, *block.last_masks, counts=block.last_counts)
+                    self.density.update(index, last.mask1, last.mask2, counts=last.counts)
                 index += 1
             if i in self.out_indices:
                 outs.append(x)

@@ -14,7 +14,8 @@ class TwoStageDetector(nn.Module):
     """Backbone + neck + RPN head + RoI extractor + box head (the batch and API of docs/design.md).
 
     Args:
-        backbone, neck, rpn_head, bbox_roi_extractor, bbox_head (dict): component configs.
+        backbone, neck, rpn_head, bbox_roi_extractor, bbox_head (dict): component configs. The
+            neck's ``in_channels`` default to the backbone's ``output_shape()`` channels.
         train_cfg (dict | None): ``rpn``, ``rpn_proposal``, ``rcnn``; needed by forward_train.
         test_cfg (dict): ``rpn`` (proposals), ``rcnn`` (score_thr, nms, max_per_img).
         pretrained (str | None): backbone checkpoint (a path or 'torchvision://resnet101', read
@@ -36,7 +37,7 @@ class TwoStageDetector(nn.Module):
         if test_cfg is None:
             raise ValueError(f'{type(self).__name__}: test_cfg (with "rpn" and "rcnn") is required')
         self.backbone = build_backbone(backbone)
-        self.neck = build_neck(neck)
+        self.neck = build_neck(neck, self.backbone.output_shape())
         self.rpn_head = build_head(rpn_head)
         self.bbox_roi_extractor = build_roi_extractor(bbox_roi_extractor)
         self.bbox_head = build_head(bbox_head)

@@ -1,6 +1,6 @@
 """Where training scalars go: ``log_config = dict(interval=50, hooks=[dict(type='TextLoggerHook'),
 dict(type='TensorboardLoggerHook')])``. Each hook has ``log(scalars, step, prefix='')`` and ``close()``;
-they run on rank 0 only.
+they run on rank 0 only (``mmdet.apis.train``). ``mmdet.registry.import_all`` imports this module.
 """
 
 import os

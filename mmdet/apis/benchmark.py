@@ -1,0 +1,382 @@
+"""The library of tools/benchmark.py: dense and sparse variants of a config's backbone (or
+detector), masks synthesised for a GFLOPs target, and timed runs side by side.
+
+Variants, all built from a config's ``model.backbone`` (``variant_cfgs``):
+- ``dense-dcn``: ResNet with the config's DCN stages; ``dense``: the same ResNet without DCN;
+- ``sparse``: SparseResNet with ``execution='sparse'``. With a GFLOPs target it runs with
+  ``SynthesizedMasks`` (one density for every mask of every block, ``uniform_density``) through
+  ``SparseResNet.override_masks``; without one, with its own sampled masks (a trained checkpoint).
+GFLOPs are those of ``mmdet.utils.flops`` at ``BenchSettings.gflops_resolution`` with the
+densities the backbone measured in one forward. The timing helpers are in ``mmdet.utils.timing``.
+"""
+
+import copy
+import csv
+import json
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import mmcv
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mmdet import ops
+from mmdet.datasets.image_io import read_image
+from mmdet.datasets.pipelines.transforms import Normalize
+from mmdet.models import build_backbone, build_detector
+from mmdet.ops.gumbel_mask import grid_prior
+from mmdet.utils.flops import backbone_gflops_from_cfg, input_size, num_blocks
+from mmdet.utils.timing import graphed, profile_forward, time_once
+
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+VARIANTS = ('dense-dcn', 'dense', 'sparse')
+SPARSE_KEYS = (
+    'sparse_loss_weight',
+    'sampling',
+    'grid_prior_interval',
+    'max_T',
+    'decay_alpha',
+    'eval_T',
+    'execution',
+)
+COLUMNS = ['variant', 'batch', 'gflops', 'density', 'pattern', 'graph', 'median_ms', 'spread_pct', 'min_ms',
+           'img_per_s', 'vs_dense_dcn', 'vs_dense', 'peak_mem_mb']  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How every variant is built, fed and warmed up.
+
+    resolution: input h x w = ``input_size(resolution)``; gflops_resolution: the short side the
+    GFLOPs are counted at; what: 'backbone' or 'detector'; pattern: 'clustered' or 'random'
+    (``synth_mask``); seed: of the synthesised masks; warmup: untimed runs per variant;
+    profile: print the N costliest kernels of one forward (0: none); cuda_graph: replay the
+    backbones as CUDA graphs on the GPU; masks_from: a detector checkpoint to load (non-strictly).
+    """
+
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    resolution: int = 500
+    gflops_resolution: int = 1000
+    what: str = 'backbone'
+    pattern: str = 'clustered'
+    seed: int = 0
+    warmup: int = 1
+    profile: int = 0
+    cuda_graph: bool = True
+    masks_from: str | None = None
+
+
+def variant_cfgs(backbone_cfg):
+    """A config's backbone dict -> {'dense-dcn', 'dense', 'sparse'} backbone dicts."""
+    base = {k: v for k, v in copy.deepcopy(dict(backbone_cfg)).items() if k not in SPARSE_KEYS}
+    dense_dcn = dict(base, type='ResNet')
+    dense = dict(dense_dcn, dcn=None, stage_with_dcn=(False,) * 4)
+    sparse = dict(base, type='SparseResNet', execution='sparse')
+    sparse.update({k: backbone_cfg[k] for k in SPARSE_KEYS if k in backbone_cfg and k != 'execution'})
+    sparse.setdefault('sparse_loss_weight', 0.0)
+    return {'dense-dcn': dense_dcn, 'dense': dense, 'sparse': sparse}
+
+
+def uniform_density(sparse_cfg, resolution, target):
+    """The density d of every mask of every block at which the counter gives ``target`` at ``resolution``."""
+    depth = sparse_cfg['depth']
+
+    def gflops(d):
+        return backbone_gflops_from_cfg(sparse_cfg, resolution, [(d, d)] * num_blocks(depth))
+
+    lo, hi = 0.0, 1.0
+    if not gflops(lo) <= target <= gflops(hi):
+        raise ValueError(
+            f'--target-gflops {target}: reachable range at resolution {resolution} is '
+            f'{gflops(lo):.1f} .. {gflops(hi):.1f} GFLOPs'
+        )
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if gflops(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def synth_mask(batch, height, width, density, pattern, grid_interval, generator):
+    """Tensor[B, 1, h, w] of 0 / 1 with ``density`` ones per image, grid prior positions included.
+
+    ``clustered``: blobs of about a tenth of the map's side (smoothed noise thresholded at its
+    quantile); ``random``: uniform. ``grid_interval`` None: no grid prior.
+    """
+    if grid_interval:
+        grid = grid_prior(height, width, grid_interval, 'cpu')
+    else:
+        grid = torch.zeros(height, width, dtype=torch.bool)
+    noise = torch.rand(batch, 1, height, width, generator=generator)
+    if pattern == 'clustered':
+        k = max(3, (min(height, width) // 10) | 1)
+        for _ in range(2):
+            noise = F.avg_pool2d(noise, k, stride=1, padding=k // 2, count_include_pad=False)
+    noise = noise.masked_fill(grid, 2.0)  # always above the threshold
+    n_on = round(density * height * width)
+    flat = noise.flatten(1)
+    if n_on <= 0:
+        mask = grid.expand(batch, 1, height, width)
+    else:
+        threshold = flat.topk(min(n_on, flat.shape[1]), dim=1).values[:, -1:]
+        mask = (flat >= threshold).view(batch, 1, height, width)
+    return mask.float()
+
+
+def _output_size(conv, height, width):
+    """(h, w) of ``conv``'s output on a height x width input."""
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+class SynthesizedMasks:
+    """A mask provider for ``SparseResNet.override_masks``: ``synth_mask`` masks of one density.
+
+    ``provider(index, block, x)`` -> (mask1, mask2) for the block's input x: Tensor[B, C, H, W];
+    mask1 on conv1_mask's output grid, mask2 on conv2_mask's, in x's device and dtype. A block's
+    masks are made at its first call and returned again at every later one (all timed runs use
+    the same masks); ``masks`` maps block index -> (mask1, mask2). The block's mask convs still
+    run under the override but its sampling does not: each call runs the block's Gumbel eval
+    sampling on masks of the same shapes (the same noise draws) and drops the result, so that the
+    timed forward costs what a sampled one does.
+    """
+
+    def __init__(self, density, pattern, generator):
+        self.density = density
+        self.pattern = pattern
+        self.generator = generator
+        self.masks = {}
+
+    def __call__(self, index, block, x):
+        if index not in self.masks:
+            batch, _, height, width = x.shape
+            self.masks[index] = tuple(
+                synth_mask(
+                    batch,
+                    *_output_size(conv, height, width),
+                    self.density,
+                    self.pattern,
+                    block.grid_prior_interval,
+                    self.generator,
+                ).to(x.device, x.dtype)
+                for conv in (block.conv1_mask, block.conv2_mask)
+            )
+        masks = self.masks[index]
+        if block.sampling == 'stochastic':
+            for mask, gumbel in zip(masks, (block.conv1_gumbel, block.conv2_gumbel)):
+                gumbel.eval_mask(mask, None, block.grid_prior_interval)
+        return masks
+
+
+def read_images(paths, batch, height, width, img_norm_cfg):
+    """Tensor[B, 3, height, width] float32: ``paths`` in turn, resized and normalised by ``img_norm_cfg``."""
+    normalize = Normalize(**img_norm_cfg)
+    arrays = [
+        normalize(dict(img=mmcv.imresize(read_image(str(paths[i % len(paths)])), (width, height))))['img']
+        for i in range(batch)
+    ]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+
+
+def make_input(settings, batch, images=None, img_norm_cfg=None):
+    """(img Tensor[B, 3, h, w] channels-last, img_metas) at ``settings.resolution``: ``images``
+    (paths, see ``read_images``) or standard normal noise (seed 0)."""
+    h, w = input_size(settings.resolution)
+    if images:
+        if img_norm_cfg is None:
+            raise ValueError('make_input: images need an img_norm_cfg (the config has none)')
+        img = read_images(images, batch, h, w, img_norm_cfg)
+    else:
+        img = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0))
+    metas = [
+        dict(
+            filename=f'bench_{i}.jpg',
+            ori_shape=(h, w, 3),
+            img_shape=(h, w, 3),
+            pad_shape=(h, w, 3),
+            scale_factor=np.ones(4, dtype=np.float32),
+            flip=False,
+            img_id=i,
+        )
+        for i in range(batch)
+    ]
+    return img.to(settings.device, settings.dtype).contiguous(memory_format=torch.channels_last), metas
+
+
+def build_model(settings, cfg, backbone_cfg):
+    """The model to time, in eval mode: a backbone, or ``cfg``'s detector with ``backbone_cfg``."""
+    if settings.what == 'detector':
+        model_cfg = copy.deepcopy(cfg.model)
+        model_cfg.pretrained = None
+        model_cfg.backbone = backbone_cfg
+        model = build_detector(model_cfg, train_cfg=None, test_cfg=cfg.test_cfg)
+    else:
+        model = build_backbone(backbone_cfg)
+    if settings.masks_from:
+        state = torch.load(settings.masks_from, map_location='cpu', weights_only=False)
+        state = state.get('state_dict', state)
+        if settings.what == 'backbone':
+            state = {k[len('backbone.') :]: v for k, v in state.items() if k.startswith('backbone.')}
+        model.load_state_dict(state, strict=False)  # dense variants lack the mask predictors
+    return model.to(settings.device, settings.dtype).to(memory_format=torch.channels_last).eval()
+
+
+def prepare_variant(settings, cfg, name, backbone_cfg, batch, stack, target=None, images=None):
+    """Build one variant at one batch size and warm it up; returns (result row, fn to time).
+
+    A sparse variant with a ``target`` (GFLOPs, or 'full': every mask all ones) runs with
+    ``SynthesizedMasks``, entered into ``stack`` (a ``contextlib.ExitStack`` the caller keeps open
+    while it times the variant); without one, with its own sampled masks. Its ``gflops`` are
+    counted from the densities of one forward.
+    """
+    device = settings.device
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    model = build_model(settings, cfg, backbone_cfg)
+    x, metas = make_input(settings, batch, images, cfg.get('img_norm_cfg'))
+    if settings.what == 'detector':
+
+        def forward(inp):
+            return model.simple_test(inp, metas, rescale=True)
+    else:
+        forward = model
+    row = dict(variant=name, batch=batch, pattern=None, density=None)
+    densities = None
+    if backbone_cfg['type'] == 'SparseResNet':
+        backbone = model.backbone if settings.what == 'detector' else model
+        if target is not None:
+            full = target == 'full'
+            density = 1.0 if full else uniform_density(backbone_cfg, settings.gflops_resolution, target)
+            provider = SynthesizedMasks(
+                density, settings.pattern, torch.Generator().manual_seed(settings.seed)
+            )
+            stack.enter_context(backbone.override_masks(provider))
+            row.update(pattern='ones' if full else settings.pattern, density=round(density, 4))
+        with torch.no_grad():
+            backbone.density.reset()
+            forward(x)
+        densities = backbone.density.per_block()
+    row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, settings.gflops_resolution, densities)
+
+    fn, row['graph'] = (lambda: forward(x)), False
+    with torch.no_grad():
+        if settings.profile:
+            forward(x)  # once before, so that compilation and autotuning stay out of the profile
+            profile_forward(f'{name} b{batch}', fn, device, settings.profile)
+        if device.type == 'cuda' and settings.what == 'backbone' and settings.cuda_graph:
+            try:
+                fn, row['graph'] = graphed(forward, x), True
+            except Exception as err:  # noqa: BLE001 - report and time eagerly
+                print(f'[{name} b{batch}] CUDA graph capture failed ({type(err).__name__}: {err}); eager')
+                torch.cuda.synchronize()
+        for _ in range(settings.warmup):
+            fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return row, torch.no_grad()(fn)
+
+
+def time_variants(prepared, device, repeats):
+    """Time the prepared (row, fn) pairs in turns, ``repeats`` rounds (so that a machine whose
+    speed drifts slows every variant alike); fills each row's statistics."""
+    times = [[] for _ in prepared]
+    for _ in range(repeats):
+        for run, (_, fn) in zip(times, prepared):
+            run.append(time_once(fn, device))
+    for run, (row, _) in zip(times, prepared):
+        median = statistics.median(run)
+        q = np.percentile(run, [25, 75])
+        row.update(
+            median_ms=1e3 * median,
+            spread_pct=100 * (q[1] - q[0]) / median,
+            min_ms=1e3 * min(run),
+            img_per_s=row['batch'] / median,
+        )
+        row.setdefault('peak_mem_mb', None)
+
+
+def add_ratios(rows):
+    """vs_dense_dcn / vs_dense: speed-up of each row over the dense baselines at its batch size."""
+    for row in rows:
+        for base, col in (('dense-dcn', 'vs_dense_dcn'), ('dense', 'vs_dense')):
+            ref = [r for r in rows if r['variant'] == base and r['batch'] == row['batch']]
+            row[col] = ref[0]['median_ms'] / row['median_ms'] if ref else None
+
+
+def check_targets(rows, what):
+    """The project's speed targets (docs/benchmarks.md) that these rows can decide, as lines."""
+    if what == 'detector':
+        checks = [('sparse@71.4', 'vs_dense_dcn', 2.0)]
+    else:
+        checks = [
+            ('sparse@71.4', 'vs_dense_dcn', 3.0),
+            ('sparse@71.4', 'vs_dense', 1.5),
+            ('sparse@164.8', 'vs_dense', 1.2),
+            ('sparse@full', 'vs_dense_dcn', 1 / 1.1),
+        ]
+    lines = []
+    for variant, col, need in checks:
+        for row in rows:
+            if row['variant'] == variant and row.get(col) is not None:
+                verdict = 'MET' if row[col] >= need else 'MISSED'
+                lines.append(
+                    f'{verdict}: {variant} b{row["batch"]} {col} = {row[col]:.2f}x (target >= {need:.2f}x)'
+                )
+    return lines
+
+
+def _fmt(value):
+    if value is None:
+        return '-'
+    if isinstance(value, float):
+        return f'{value:.3g}' if abs(value) < 100 else f'{value:.1f}'
+    return str(value)
+
+
+def format_table(rows):
+    """The rows' ``COLUMNS`` as right-aligned text lines, a header first."""
+    cells = [COLUMNS] + [[_fmt(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    return ['  '.join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+
+
+def environment(device, resolution):
+    """What the numbers depend on: commit, torch, device, threads, input size, ops backend."""
+    try:
+        commit = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        ).stdout.strip()
+    except OSError:
+        commit = ''
+    return dict(
+        commit=commit or None,
+        torch=torch.__version__,
+        device=torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
+        threads=torch.get_num_threads(),
+        input_hw=input_size(resolution),
+        ops=ops.backend_summary(),
+    )
+
+
+def write_results(path, rows, meta):
+    """``rows`` (and ``meta``) to a .json file, or the rows' ``COLUMNS`` to a .csv file."""
+    path = Path(path)
+    if path.suffix not in ('.json', '.csv'):
+        raise ValueError(f'--out {path}: expected a .csv or .json file')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == '.json':
+        path.write_text(json.dumps(dict(meta=meta, rows=rows), indent=1, default=str))
+    else:
+        with path.open('w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows({c: r.get(c) for c in COLUMNS} for r in rows)
