@@ -1,9 +1,11 @@
 """Installs the ``mmdet`` package and builds the compiled ops in csrc/ as ``mmdet._ext``.
 
-The CPU kernels are always built. The CUDA kernels are added when torch was built with
-CUDA and nvcc is found (CUDA_HOME, defaulting to /usr/local/cuda when that exists), or when
-FORCE_CUDA=1. MMDET_BUILD_OPS=0 skips the ops (tools/setup_env.sh installs the package
-that way, then builds them in place, incrementally, with ``setup.py build_ext --inplace``).
+The CPU kernels are always built. The CUDA kernels are added only where they can run: torch
+built with CUDA, nvcc found (CUDA_HOME, defaulting to /usr/local/cuda when that exists) and a
+GPU visible; or when FORCE_CUDA=1 (CI compiles them that way on a machine without a GPU, so a
+compile error is still caught). MMDET_BUILD_OPS=0 skips the ops (tools/setup_env.sh installs
+the package that way, then builds them in place, incrementally, with
+``setup.py build_ext --inplace``).
 A machine with no compiler for the ops still installs the package: it then runs on the
 pure-PyTorch reference paths (mmdet.ops says which path it uses).
 """
@@ -28,6 +30,19 @@ def _cuda_home():
     return os.path.dirname(os.path.dirname(nvcc)) if nvcc else None
 
 
+def _cuda_choice(torch, cuda_home) -> tuple[bool, str]:
+    """(whether to compile the CUDA kernels, why)."""
+    if os.environ.get('FORCE_CUDA') == '1':
+        return True, 'FORCE_CUDA=1'
+    if torch.version.cuda is None:
+        return False, 'torch built without CUDA'
+    if not (cuda_home and os.path.exists(f'{cuda_home}/bin/nvcc')):
+        return False, 'no nvcc'
+    if not torch.cuda.is_available():
+        return False, 'no visible GPU; FORCE_CUDA=1 compiles them anyway'
+    return True, f'nvcc in {cuda_home} and a visible GPU'
+
+
 def _extensions():
     if os.environ.get('MMDET_BUILD_OPS', '1') == '0':
         return [], {}
@@ -39,10 +54,8 @@ def _extensions():
     from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
     cuda_sources = sorted(glob.glob(f'{CSRC}/**/*.cu', recursive=True))
-    with_cuda = bool(cuda_sources) and (
-        os.environ.get('FORCE_CUDA') == '1'
-        or (torch.version.cuda is not None and cuda_home and os.path.exists(f'{cuda_home}/bin/nvcc'))
-    )
+    with_cuda, why = _cuda_choice(torch, cuda_home)
+    with_cuda = with_cuda and bool(cuda_sources)
     if with_cuda:
         os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '8.0;9.0')
     # at::parallel_for in the CPU kernels is OpenMP where torch's is (Linux builds): without
@@ -70,7 +83,7 @@ def _extensions():
             extra_compile_args=extra,
             extra_link_args=openmp,
         )
-    print(f'[setup.py] building mmdet._ext with {"CPU + CUDA" if with_cuda else "CPU only"} kernels')
+    print(f'[setup.py] mmdet._ext: {"CPU and CUDA kernels" if with_cuda else "CPU kernels only"} ({why})')
     return [ext], {'build_ext': BuildExtension.with_options(use_ninja=shutil.which('ninja') is not None)}
 
 

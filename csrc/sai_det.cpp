@@ -1,6 +1,7 @@
-// The registration file of the SAI-Det sparse ops: their schemas under torch.ops.sai_det (the
-// CPU and CUDA kernels register their implementations in csrc/<op>/) and the Python module
-// mmdet._ext, which exposes WITH_CUDA.
+// The registration file of the SAI-Det compiled kernels: their schemas under torch.ops.sai_det
+// (the CPU and CUDA kernels register their implementations in csrc/<op>/) and the Python module
+// mmdet._ext, which exposes WITH_CUDA. mmdet/ops/library.py serves the ops torch.ops.sai.* with
+// them (its 'compiled' backend); the Python wrappers in mmdet/ops/sparse.py check the arguments.
 #include <Python.h>
 #include <torch/library.h>
 

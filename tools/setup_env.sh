@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything in .venv (idempotent; a second run only rebuilds changed ops):
-# the pinned torch/torchvision, requirements, the package (editable) and the compiled ops.
-# PYTHON picks the interpreter that makes the venv (default python3).
+# the pinned torch/torchvision, requirements, the package (editable) and the compiled ops:
+# their CPU kernels, and their CUDA kernels only where they can run (nvcc and a visible GPU, or
+# FORCE_CUDA=1; setup.py prints which). PYTHON picks the interpreter that makes the venv
+# (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv

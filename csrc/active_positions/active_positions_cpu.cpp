@@ -6,8 +6,6 @@
 namespace sai_det {
 
 std::tuple<at::Tensor, at::Tensor> active_positions_cpu(const at::Tensor& mask) {
-  check_mask(mask);
-  TORCH_CHECK(mask.device().is_cpu(), "mask must be a CPU tensor, got ", mask.device());
   const at::Tensor m = mask.to(at::kFloat).contiguous();
   const float* data = m.data_ptr<float>();
   const int64_t total = m.numel();

@@ -15,8 +15,6 @@ __global__ void scatter_active_kernel(const float* mask, const int32_t* csum, in
 }
 
 std::tuple<at::Tensor, at::Tensor> active_positions_cuda(const at::Tensor& mask) {
-  check_mask(mask);
-  TORCH_CHECK(mask.is_cuda(), "mask must be a CUDA tensor, got ", mask.device());
   c10::cuda::CUDAGuard guard(mask.device());
   const at::Tensor m = mask.to(at::kFloat).contiguous().view(-1);
   const int64_t total = m.numel();

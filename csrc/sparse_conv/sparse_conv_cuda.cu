@@ -32,8 +32,7 @@ __global__ void gather_patches_kernel(const scalar_t* x, const int32_t* indices,
 at::Tensor sparse_conv_cuda(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& indices,
                             const at::Tensor& count, int64_t stride, int64_t padding, int64_t dilation,
                             const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu) {
-  check_conv_args(x, weight, indices, count, stride, padding, dilation, scale, bias);
-  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor, got ", x.device());
+  check_conv_args(x, indices, count, stride, scale, bias);
   c10::cuda::CUDAGuard guard(x.device());
   const int64_t channels = x.size(1), height = x.size(2), width = x.size(3), k = weight.size(2);
   const int64_t out_h = conv_out_size(height, k, stride, padding, dilation);

@@ -33,9 +33,9 @@ HOST_DEVICE inline void bilinear_corners(T h, T w, int64_t height, int64_t width
   }
 }
 
+// The offsets are read raw, one row of 2 k k per entry of indices.
 inline void check_offset(const at::Tensor& offset, const at::Tensor& x, const at::Tensor& indices, int64_t k) {
   check_same_device(offset, x, "offset");
-  check_float(offset, "offset");
   TORCH_CHECK(offset.dim() == 2 && offset.size(0) == indices.size(0) && offset.size(1) == 2 * k * k,
               "offset must be [N_max, 2 * k * k] = [", indices.size(0), ", ", 2 * k * k, "], got ", offset.sizes());
 }

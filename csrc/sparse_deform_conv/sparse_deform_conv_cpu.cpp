@@ -52,24 +52,20 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
                                   const at::Tensor& indices, const at::Tensor& count, int64_t stride, int64_t padding,
                                   int64_t dilation, const c10::optional<at::Tensor>& scale,
                                   const c10::optional<at::Tensor>& bias, bool relu) {
-  check_conv_args(x, weight, indices, count, stride, padding, dilation, scale, bias);
-  TORCH_CHECK(x.device().is_cpu(), "x must be a CPU tensor, got ", x.device());
+  check_conv_args(x, indices, count, stride, scale, bias);
   const int64_t channels = x.size(1), height = x.size(2), width = x.size(3), k = weight.size(2);
   check_offset(offset, x, indices, k);
   const int64_t out_h = conv_out_size(height, k, stride, padding, dilation);
   const int64_t out_w = conv_out_size(width, k, stride, padding, dilation);
-  const int64_t n = indices.size(0), row_len = k * k * channels;
-  TORCH_CHECK(count.item<int32_t>() == n, "on the CPU indices must have exactly count (", count.item<int32_t>(),
-              ") entries, got ", n);
-  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const at::Tensor idx = indices.contiguous();
+  const int64_t n = valid_positions(idx, count, x.size(0) * out_h * out_w), row_len = k * k * channels;
+  const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor off = offset.to(acc_type).contiguous();
   const at::Tensor w = gemm_weight(weight, acc_type);
-  at::Tensor rows = at::empty({n, weight.size(0)}, x.options().dtype(acc_type));
+  at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options().dtype(acc_type));
+  rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
   if (n == 0) return rows.to(x.scalar_type());
-  TORCH_CHECK(idx.min().item<int32_t>() >= 0 && idx.max().item<int32_t>() < x.size(0) * out_h * out_w,
-              "indices must lie in [0, B * Ho * Wo) = [0, ", x.size(0) * out_h * out_w, ")");
   const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
   at::Tensor patches = at::empty({chunk, row_len}, rows.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_deform_conv_cpu", [&] {

@@ -5,6 +5,8 @@
 // Only active q contribute (m(q) = 0 elsewhere), so the window loops visit those only.
 #pragma once
 
+#include <vector>
+
 #include "common.h"
 
 namespace sai_det {
@@ -32,31 +34,26 @@ HOST_DEVICE inline T interp_epilogue(T m, T f, T scale, T num, T bias, T residua
   return relu && v < T(0) ? T(0) : v;
 }
 
-// Checks shared by the CPU and CUDA kernels.
+// The checks that protect memory, shared by the CPU and CUDA kernels: rows, bias and residual
+// are read raw, the Gaussian window has k x k taps.
 inline void check_interp_args(const at::Tensor& rows, const at::Tensor& indices, const at::Tensor& count,
                               const at::Tensor& mask, const at::Tensor& sigma, int64_t kernel_size,
                               const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual) {
-  check_float(rows, "rows");
-  TORCH_CHECK(rows.dim() == 2, "rows must be [N_max, C], got ", rows.sizes());
-  check_positions(indices, count, rows);
-  TORCH_CHECK(indices.size(0) == rows.size(0), "rows must have one row per entry of indices (", indices.size(0),
-              "), got ", rows.size(0));
+  check_same_device(indices, rows, "indices");
+  check_same_device(count, rows, "count");
   check_same_device(mask, rows, "mask");
-  check_float(mask, "mask");
-  TORCH_CHECK(mask.dim() == 4 && mask.size(1) == 1, "mask must be [B, 1, H, W], got ", mask.sizes());
   check_same_device(sigma, rows, "sigma");
-  TORCH_CHECK(sigma.dim() == 0 && sigma.is_floating_point(), "sigma must be a 0-dim floating tensor, got ",
-              sigma.sizes(), " ", sigma.scalar_type());
+  check_same_device(bias, rows, "bias");
+  check_same_device(residual, rows, "residual");
+  TORCH_CHECK(rows.dim() == 2 && indices.size(0) == rows.size(0), "rows must be [len(indices), C], got ",
+              rows.sizes());
+  TORCH_CHECK(count.numel() == 1 && sigma.numel() == 1, "count and sigma must have one element");
+  TORCH_CHECK(mask.dim() == 4 && mask.size(1) == 1, "mask must be [B, 1, H, W], got ", mask.sizes());
   TORCH_CHECK(kernel_size >= 1 && kernel_size % 2 == 1, "kernel_size must be a positive odd int, got ", kernel_size);
-  check_vector(bias, rows.size(1), rows, "bias");
-  if (residual.has_value()) {
-    check_same_device(*residual, rows, "residual");
-    check_float(*residual, "residual");
-    TORCH_CHECK(residual->dim() == 4 && residual->size(0) == mask.size(0) && residual->size(1) == rows.size(1) &&
-                    residual->size(2) == mask.size(2) && residual->size(3) == mask.size(3),
-                "residual must be [B, C, H, W] = [", mask.size(0), ", ", rows.size(1), ", ", mask.size(2), ", ",
-                mask.size(3), "], got ", residual->sizes());
-  }
+  check_vector(bias, rows.size(1), "bias");
+  const std::vector<int64_t> shape = {mask.size(0), rows.size(1), mask.size(2), mask.size(3)};
+  TORCH_CHECK(!residual.has_value() || residual->sizes() == at::IntArrayRef(shape), "residual must be ",
+              at::IntArrayRef(shape), ", got ", residual.has_value() ? residual->sizes() : at::IntArrayRef{});
 }
 
 at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indices, const at::Tensor& count,

@@ -66,21 +66,16 @@ at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indi
                                   const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
                                   bool relu) {
   check_interp_args(rows, indices, count, mask, sigma, kernel_size, bias, residual);
-  TORCH_CHECK(rows.device().is_cpu(), "rows must be a CPU tensor, got ", rows.device());
-  const int64_t n = indices.size(0), channels = rows.size(1);
+  const int64_t channels = rows.size(1);
   const int64_t batch = mask.size(0), height = mask.size(2), width = mask.size(3), total = batch * height * width;
-  TORCH_CHECK(count.item<int32_t>() == n, "on the CPU indices must have exactly count (", count.item<int32_t>(),
-              ") entries, got ", n);
+  const at::Tensor idx = indices.contiguous();
+  const int64_t n = valid_positions(idx, count, total);
   const at::Tensor m = mask.to(at::kFloat).contiguous();
   at::Tensor row_of = at::full({total}, -1, indices.options());
-  const int32_t* idx = indices.contiguous().data_ptr<int32_t>();
+  const int32_t* positions = idx.data_ptr<int32_t>();
   int32_t* map = row_of.data_ptr<int32_t>();
   const float* mdata = m.data_ptr<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK(idx[i] >= 0 && idx[i] < total && mdata[idx[i]] > 0.f,
-                "indices must be active_positions(mask): entry ", i, " = ", idx[i], " is not a position with mask > 0");
-    map[idx[i]] = static_cast<int32_t>(i);
-  }
+  for (int64_t i = 0; i < n; ++i) map[positions[i]] = static_cast<int32_t>(i);
   const float s = sigma.item<float>();
   const int64_t radius = kernel_size / 2;
   std::vector<float> gauss(kernel_size * kernel_size);

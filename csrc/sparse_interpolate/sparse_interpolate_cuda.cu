@@ -56,7 +56,6 @@ at::Tensor sparse_interpolate_cuda(const at::Tensor& rows, const at::Tensor& ind
                                    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& residual,
                                    bool relu) {
   check_interp_args(rows, indices, count, mask, sigma, kernel_size, bias, residual);
-  TORCH_CHECK(rows.is_cuda(), "rows must be a CUDA tensor, got ", rows.device());
   c10::cuda::CUDAGuard guard(rows.device());
   const int64_t n = indices.size(0), channels = rows.size(1);
   const int64_t batch = mask.size(0), height = mask.size(2), width = mask.size(3), total = batch * height * width;

@@ -37,12 +37,10 @@ void tap_sum_kernel(const scalar_t* taps, const float* bias, scalar_t* out, int6
 }  // namespace
 
 at::Tensor tap_sum_cpu(const at::Tensor& taps, const c10::optional<at::Tensor>& bias, int64_t stride) {
-  check_float(taps, "taps");
-  TORCH_CHECK(taps.device().is_cpu(), "taps must be a CPU tensor, got ", taps.device());
-  TORCH_CHECK(taps.dim() == 4 && taps.size(3) % 9 == 0, "taps must be [B, H, W, 9 C], got ", taps.sizes());
-  TORCH_CHECK(stride >= 1, "stride must be >= 1, got ", stride);
+  TORCH_CHECK(taps.dim() == 4 && stride >= 1, "taps must be 4-D and stride >= 1, got ", taps.sizes(), " and ", stride);
   const int64_t batch = taps.size(0), height = taps.size(1), width = taps.size(2), channels = taps.size(3) / 9;
-  check_vector(bias, channels, taps, "bias");
+  check_same_device(bias, taps, "bias");
+  check_vector(bias, channels, "bias");
   const int64_t out_h = (height - 1) / stride + 1, out_w = (width - 1) / stride + 1;
   const at::Tensor tc = taps.contiguous();
   const at::Tensor b = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::Tensor();

@@ -1,42 +1,25 @@
-"""Compiled sparse ops, loaded lazily, with pure-PyTorch reference fallbacks.
+"""The sparse ops (docs/ops.md): ``torch.library`` ops served by compiled, Triton or pure-PyTorch
+reference kernels (``mmdet.ops.library`` has the table), and their checked wrappers.
 
-``ext()`` returns the compiled ``mmdet._ext`` module or ``None``; it is imported on first
-use only, so a missing or mismatched binary never breaks ``import mmdet``.
+Importing this package registers the ops (``torch.ops.sai.*``); the compiled extension
+(``ext()``) and Triton are loaded on first use only, so a missing or mismatched binary never
+breaks ``import mmdet``.
 """
 
-import functools
-import importlib
-import warnings
+from .library import backend_summary, ext
+from .sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate
+
+__all__ = [
+    'active_positions',
+    'backend_summary',
+    'ext',
+    'has_ops',
+    'sparse_conv',
+    'sparse_deform_conv',
+    'sparse_interpolate',
+]
 
 
-@functools.cache
-def ext():
-    """The compiled extension (its ops registered under ``torch.ops.sai_det``), or None."""
-    try:
-        return importlib.import_module('mmdet._ext')
-    except (ImportError, OSError) as err:
-        warnings.warn(
-            f'mmdet._ext is not available ({err}); SAI-Det runs its pure-PyTorch reference ops. '
-            'Build the ops with `bash tools/setup_env.sh`.',
-            stacklevel=2,
-        )
-        return None
-
-
-def has_ops():
+def has_ops() -> bool:
+    """Whether the compiled extension is built (and loads)."""
     return ext() is not None
-
-
-def backend_summary():
-    """One line saying which implementation of the sparse ops this process uses."""
-    import torch
-
-    if not has_ops():
-        return 'mmdet.ops: pure-PyTorch reference ops (compiled extension not built)'
-    cuda = 'CUDA' if getattr(ext(), 'WITH_CUDA', False) else 'no CUDA'
-    return f'mmdet.ops: compiled extension ({cuda}; torch {torch.__version__})'
-
-
-# The op wrappers (after ext() above, which they use); mmdet.ops.triton is imported lazily.
-from . import interpolation, sparse_reference  # noqa: E402, F401
-from .sparse import active_positions, sparse_conv, sparse_deform_conv, sparse_interpolate  # noqa: E402, F401

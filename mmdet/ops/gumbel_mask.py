@@ -1,14 +1,13 @@
-"""The eval sampling mask of paper.md's Gumbel-sigmoid: the formula, and one fused kernel on the GPU.
+"""The Gumbel-sigmoid of paper.md: the formula (training and eval), and the eval mask op.
 
 soft = sigmoid(((log(p + eps) + g1) - (log(1 - p + eps) + g2)) / (T + eps)), g = -log(-log(u + eps)
 + eps) for u ~ U(0, 1), eps = 1e-8; in eval the mask is soft where soft >= 0.5 and 0 elsewhere,
 and 1 on the grid prior. Unfused this is ~30 small kernels per mask (two per block in every
-SparseResNet forward); ``eval_mask`` on CUDA runs it as one Triton kernel.
+SparseResNet forward); ``eval_mask`` runs it as the op ``torch.ops.sai.eval_mask``, one Triton
+kernel on CUDA (``mmdet.ops.library`` has the backends).
 """
 
 import torch
-
-from .sparse import _triton, uses_triton
 
 EPS = 1e-8
 
@@ -36,15 +35,16 @@ def eval_mask(
     soft * (soft >= 0.5), set to 1 where y % k == 0 and x % k == 0 (k = grid_interval; None: no
     grid prior). Returns Tensor[B, 1, h, w] in p's dtype.
     """
-    if p.dim() != 4 or p.shape[1] != 1 or u.shape != (2, *p.shape) or u.dtype != torch.float32:
-        raise ValueError(
-            f'eval_mask: expected p [B, 1, h, w] and float32 u [2, B, 1, h, w], got p {tuple(p.shape)}, '
-            f'u {u.dtype} {tuple(u.shape)}'
-        )
-    if uses_triton(p):
-        return _triton().eval_mask(p, u, float(temperature), grid_interval or 0)
-    soft = gumbel_soft(p.float(), u, temperature)
-    mask = (soft * (soft >= 0.5)).to(p.dtype)
-    return (
-        mask.masked_fill(grid_prior(*p.shape[-2:], grid_interval, p.device), 1.0) if grid_interval else mask
-    )
+    if not isinstance(p, torch.Tensor) or p.dim() != 4 or p.shape[1] != 1 or not p.is_floating_point():
+        raise ValueError(f'eval_mask: expected a floating p [B, 1, h, w], got {_describe(p)}')
+    if not isinstance(u, torch.Tensor) or u.shape != (2, *p.shape) or u.dtype != torch.float32:
+        raise ValueError(f'eval_mask: expected float32 u [2, *p.shape], got {_describe(u)}')
+    if u.device != p.device:
+        raise ValueError(f'eval_mask: expected u on {p.device} (like p), got {u.device}')
+    if grid_interval is not None and (not isinstance(grid_interval, int) or grid_interval < 1):
+        raise ValueError(f'eval_mask: expected grid_interval None or a positive int, got {grid_interval!r}')
+    return torch.ops.sai.eval_mask(p, u, float(temperature), grid_interval or 0)
+
+
+def _describe(t) -> str:
+    return f'{t.dtype} {tuple(t.shape)}' if isinstance(t, torch.Tensor) else type(t).__name__

@@ -1,13 +1,15 @@
-"""Pure-PyTorch references of the sparse ops (the test oracle and the fallback).
+"""Pure-PyTorch references of the ops (the fallback backend, and oracles in tests).
 
 They compute densely, then pick the active positions, in the dtype of their inputs; the
-signatures and conventions are those of docs/ops.md and mmdet/ops/sparse.py.
+signatures are those of ``mmdet.ops.library.SCHEMAS`` and the conventions those of docs/ops.md
+(outputs past ``count`` are zeros here).
 """
 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 
+from .gumbel_mask import grid_prior, gumbel_soft
 from .interpolation import interpolate_dense
 
 
@@ -26,21 +28,35 @@ def _epilogue(out: torch.Tensor, scale, bias, relu: bool) -> torch.Tensor:
 
 
 def _rows(dense: torch.Tensor, indices: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """dense: Tensor[B, C, H, W] -> rows Tensor[N, C] at the valid positions."""
-    channels = dense.shape[1]
-    return dense.permute(0, 2, 3, 1).reshape(-1, channels)[_valid(indices, count)]
+    """dense: Tensor[B, C, H, W] -> rows Tensor[N_max, C] at the valid positions (zeros past count)."""
+    flat = dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
+    valid = _valid(indices, count)
+    if valid.numel() == indices.shape[0]:
+        return flat[valid]
+    rows = flat.new_zeros(indices.shape[0], flat.shape[1])
+    rows[: valid.numel()] = flat[valid]
+    return rows
 
 
 def active_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """mask: Tensor[B, 1, H, W] -> (indices int32 [N] ascending where mask > 0, count int32 [1])."""
-    indices = (mask.reshape(-1) > 0).nonzero().reshape(-1).to(torch.int32)
-    return indices, torch.tensor([indices.numel()], dtype=torch.int32, device=mask.device)
+    """mask: Tensor[B, 1, H, W] -> (indices int32 ascending where mask > 0, count int32 [1]).
+
+    On the CPU indices has exactly count entries, elsewhere B*H*W (zeros past count), as the
+    other backends on each device.
+    """
+    active = (mask.reshape(-1) > 0).nonzero().reshape(-1).to(torch.int32)
+    count = torch.tensor([active.numel()], dtype=torch.int32, device=mask.device)
+    if mask.device.type == 'cpu':
+        return active, count
+    indices = active.new_zeros(mask.numel())
+    indices[: active.numel()] = active
+    return indices, count
 
 
 def sparse_conv(
     x, weight, indices, count, stride=1, padding=0, dilation=1, scale=None, bias=None, relu=False
 ) -> torch.Tensor:
-    """x: [B, Cin, H, W], weight: [Cout, Cin, k, k] -> rows [N, Cout] at the output positions."""
+    """x: [B, Cin, H, W], weight: [Cout, Cin, k, k] -> rows [N_max, Cout] at the output positions."""
     out = F.conv2d(x, weight.to(x.dtype), None, stride, padding, dilation)
     return _rows(_epilogue(out, scale, bias, relu), indices, count)
 
@@ -48,7 +64,7 @@ def sparse_conv(
 def sparse_deform_conv(
     x, offset, weight, indices, count, stride=1, padding=0, dilation=1, scale=None, bias=None, relu=False
 ) -> torch.Tensor:
-    """x: [B, Cin, H, W], offset rows: [N, 2 k k], weight: [Cout, Cin, k, k] -> rows [N, Cout]."""
+    """x: [B, Cin, H, W], offset rows: [N_max, 2 k k], weight: [Cout, Cin, k, k] -> rows [N_max, Cout]."""
     k = weight.shape[-1]
     out_h = (x.shape[2] + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     out_w = (x.shape[3] + 2 * padding - dilation * (k - 1) - 1) // stride + 1
@@ -65,7 +81,8 @@ def sparse_deform_conv(
 def sparse_interpolate(
     rows, indices, count, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False
 ) -> torch.Tensor:
-    """rows: [N, C] at the positions where mask [B, 1, H, W] > 0 -> Tensor[B, C, H, W]."""
+    """rows: [N_max, C] at the positions where mask [B, 1, H, W] > 0 -> Tensor[B, C, H, W]
+    (channels-last)."""
     batch, _, height, width = mask.shape
     valid = _valid(indices, count)
     f = rows.new_zeros(batch * height * width, rows.shape[1])
@@ -76,12 +93,14 @@ def sparse_interpolate(
     out = _epilogue(out, None, bias, False)
     if residual is not None:
         out = out + residual.to(out.dtype)
-    return out.relu() if relu else out
+    out = out.relu() if relu else out
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def tap_sum(taps: torch.Tensor, bias, stride: int = 1) -> torch.Tensor:
     """taps: [B, H, W, 9 C] (column t C + o holds tap t = 3 i + j of output o) -> the stride-s,
-    padding-1 3x3 conv Tensor[B, C, ceil(H / s), ceil(W / s)]: nine shifted adds (differentiable)."""
+    padding-1 3x3 conv Tensor[B, C, ceil(H / s), ceil(W / s)] (channels-last): nine shifted adds
+    (differentiable)."""
     channels = taps.shape[-1] // 9
     height, width = taps.shape[1:3]
     padded = F.pad(taps.permute(0, 3, 1, 2), (1, 1, 1, 1))
@@ -90,3 +109,20 @@ def tap_sum(taps: torch.Tensor, bias, stride: int = 1) -> torch.Tensor:
         padded[:, t * channels : (t + 1) * channels, t // 3 :, t % 3 :][:, :, rows, cols] for t in range(9)
     )
     return out if bias is None else out + bias.to(out.dtype).view(1, channels, 1, 1)
+
+
+def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
+    """relu(conv1x1(x, weight) + bias + residual): x [B, Cin, H, W] -> [B, Cout, H, W] (channels-last)."""
+    out = F.conv2d(x, weight, bias) + residual
+    out = out.relu() if relu else out
+    return out.contiguous(memory_format=torch.channels_last)
+
+
+def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
+    """p: [B, 1, h, w], u: float32 [2, B, 1, h, w] -> soft * (soft >= 0.5), 1 on the grid prior
+    (grid_interval 0: none), in p's dtype."""
+    soft = gumbel_soft(p.float(), u, temperature)
+    mask = (soft * (soft >= 0.5)).to(p.dtype)
+    if grid_interval:
+        return mask.masked_fill(grid_prior(*p.shape[-2:], grid_interval, p.device), 1.0)
+    return mask

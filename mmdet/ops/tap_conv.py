@@ -8,13 +8,13 @@ t = 3 i + j of output o in column t Cout + o, and ``mmdet.ops.sparse.tap_sum`` a
 compiled kernel on the CPU, one Triton kernel on CUDA) in place of nine strided PyTorch adds on
 the CPU and of cuDNN's direct conv on CUDA, which is slow with so few outputs
 (docs/benchmarks.md). With autograd (training) the CPU adds the taps with the differentiable
-reference and CUDA runs cuDNN's conv.
+reference and CUDA runs cuDNN's conv, as CUDA also does where Triton does not serve the tap sum.
 """
 
 import torch
 import torch.nn.functional as F
 
-from . import sparse, sparse_reference
+from . import library, sparse, sparse_reference
 from .cache import cached
 
 
@@ -26,7 +26,7 @@ def tap_conv3x3(
     """
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f'tap_conv3x3 needs a 3x3 weight, got shape {tuple(weight.shape)}')
-    if x.is_cuda and (torch.is_grad_enabled() or not sparse.uses_triton(x)):
+    if x.is_cuda and (torch.is_grad_enabled() or library.backend('tap_sum', x.device) != 'triton'):
         return F.conv2d(x, weight, bias, stride, padding=1)  # cuDNN
     if torch.is_grad_enabled():
         return sparse_reference.tap_sum(_taps(x, _tap_major(weight)), bias, stride)

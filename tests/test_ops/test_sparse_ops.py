@@ -1,4 +1,6 @@
-"""The compiled sparse ops (torch.ops.sai_det via mmdet.ops.sparse) against their references."""
+"""The sparse ops through their wrappers (``mmdet.ops.sparse``), on every backend that serves them
+here, against float64 references, an independent loop oracle of the interpolation and
+hand-computed cases; the wrappers' argument checks and the compiled kernels' memory checks."""
 
 import importlib
 import math
@@ -8,250 +10,176 @@ import sys
 
 import pytest
 import torch
+from op_cases import CASES, DTYPES, MASKS, backend_params, serving
 from op_helpers import assert_close, make_mask
 
-from mmdet.ops import has_ops, sparse
+from mmdet.ops import has_ops, library, sparse
 from mmdet.ops import sparse_reference as ref
 from mmdet.ops.interpolation import interpolate_dense
 
 needs_ext = pytest.mark.skipif(
     not has_ops(), reason='mmdet._ext is not built (python setup.py build_ext --inplace)'
 )
-DEVICES = [
-    'cpu',
-    pytest.param(
-        'cuda',
-        marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')],
-    ),
-]
-DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-MASKS = ['random', 'empty', 'full', 'border']
-# (kernel, stride, padding, dilation)
-GEOMETRIES = [(1, 1, 0, 1), (1, 2, 0, 1), (3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 2), (3, 2, 0, 1)]
 
 
-@pytest.fixture(autouse=True)
-def compiled_kernels_only(monkeypatch):
-    """Test the compiled kernels on CUDA too (the Triton ones have tests of their own)."""
-    monkeypatch.setattr(sparse, '_triton', lambda: None)
+@pytest.fixture(params=backend_params(('compiled', 'triton')))
+def kernels(request):
+    """The device, with the compiled or the Triton kernels serving the ops there."""
+    with serving(request.param) as device:
+        yield device
 
 
-def _layout(t, channels_last):
-    return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
+@pytest.fixture(params=backend_params())
+def device(request):
+    """The device, with one of the backends serving the ops there (the references included)."""
+    with serving(request.param) as device:
+        yield device
 
 
-def _rounded(t, dtype):
-    """t as the kernel sees it in dtype, in float64 for the oracle."""
-    return t.to(dtype).double()
+def _double(args):
+    """args with tensors on the CPU, floating ones in float64 (the oracles' inputs)."""
+    return tuple(
+        (a.detach().cpu().double() if a.is_floating_point() else a.cpu())
+        if isinstance(a, torch.Tensor)
+        else a
+        for a in args
+    )
 
 
 def _valid_rows(rows, count):
     return rows[: int(count.item())]
 
 
-@needs_ext
-@pytest.mark.parametrize('device', DEVICES)
+def interpolate_loop(f, mask, sigma, kernel_size):
+    """The interpolation of paper.md by loops over positions and window taps, in float64:
+    out(p) = m(p) f(p) + (1 - m(p)) sum_q G(q - p) m(q) f(q) / (sum_q G(q - p) m(q) + 1e-5),
+    G(dy, dx) = sigma^2 / (2 pi) exp(-sigma^2 (dy^2 + dx^2) / 2) over the k x k window inside
+    the map. f: Tensor[B, C, H, W]; mask: Tensor[B, 1, H, W]. Returns Tensor[B, C, H, W] float64.
+    """
+    f, m, sigma = f.double(), mask.double()[:, 0], float(sigma)
+    batch, channels, height, width = f.shape
+    radius = kernel_size // 2
+    out = torch.empty(batch, channels, height, width, dtype=torch.float64)
+    for y in range(height):
+        for x in range(width):
+            num = torch.zeros(batch, channels, dtype=torch.float64)
+            den = torch.zeros(batch, dtype=torch.float64)
+            for yy in range(max(y - radius, 0), min(y + radius + 1, height)):
+                for xx in range(max(x - radius, 0), min(x + radius + 1, width)):
+                    g = sigma**2 / (2 * math.pi) * math.exp(-(sigma**2) * ((yy - y) ** 2 + (xx - x) ** 2) / 2)
+                    num += g * m[:, yy, xx, None] * f[:, :, yy, xx]
+                    den += g * m[:, yy, xx]
+            recon = num / (den + 1e-5)[:, None]
+            out[:, :, y, x] = m[:, y, x, None] * f[:, :, y, x] + (1 - m[:, y, x, None]) * recon
+    return out
+
+
+def _scatter(rows, indices, count, mask):
+    """The dense map f [B, C, H, W] (float64, zeros at unsampled positions) given by rows."""
+    batch, _, height, width = mask.shape
+    valid = indices[: int(count.item())].long().cpu()
+    f = torch.zeros(batch * height * width, rows.shape[1], dtype=torch.float64)
+    f[valid] = rows[: valid.numel()].cpu().double()
+    return f.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+
 @pytest.mark.parametrize('kind', MASKS)
 def test_active_positions(device, kind):
-    gen = torch.Generator().manual_seed(0)
-    mask = make_mask(kind, 2, 7, 9, gen, device)
+    (mask,) = CASES['active_positions'][kind](device, torch.float32)
     idx, cnt = sparse.active_positions(mask)
     expected = (mask.flatten() > 0).nonzero().flatten().to(torch.int32)
     assert idx.dtype == torch.int32 and cnt.dtype == torch.int32 and cnt.shape == (1,)
+    # exactly count entries on the CPU, N_max = B*H*W on CUDA (docs/ops.md)
+    assert idx.shape == ((expected.numel(),) if device == 'cpu' else (mask.numel(),))
     assert cnt.item() == expected.numel()
     assert torch.equal(idx[: cnt.item()], expected)
 
 
-@needs_ext
-def test_active_positions_hand_computed():
+def test_active_positions_hand_computed(device):
     mask = torch.tensor([[[[0.0, 0.5, 0.0], [1.0, 0.0, 0.2]]], [[[0.0, 0.0, 0.0], [0.0, 0.0, 0.7]]]])
-    idx, cnt = sparse.active_positions(mask)
-    assert idx.tolist() == [1, 3, 5, 11] and cnt.tolist() == [4]
+    idx, cnt = sparse.active_positions(mask.to(device))
+    assert idx[:4].tolist() == [1, 3, 5, 11] and cnt.tolist() == [4]
 
 
-@needs_ext
-@pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('geometry', GEOMETRIES)
+@pytest.mark.parametrize('op', ['sparse_conv', 'sparse_deform_conv'])
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_sparse_conv_matches_reference(device, geometry, dtype, channels_last):
-    k, stride, padding, dilation = geometry
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 5, 9, 11, generator=gen)
-    weight = torch.randn(6, 5, k, k, generator=gen)
-    scale, bias = torch.rand(6, generator=gen) + 0.5, torch.randn(6, generator=gen)
-    out_h, out_w = (
-        (9 + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
-        (11 + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
-    )
-    for kind in MASKS:
-        mask = make_mask(kind, 2, out_h, out_w, gen, device)
-        idx, cnt = sparse.active_positions(mask)
-        xd = _layout(x.to(device, dtype), channels_last)
-        rows = sparse.sparse_conv(
-            xd,
-            weight.to(device, dtype),
-            idx,
-            cnt,
-            stride,
-            padding,
-            dilation,
-            scale.to(device),
-            bias.to(device),
-            relu=True,
-        )
-        assert rows.dtype == dtype and rows.shape == (idx.numel(), 6)
-        expected = ref.sparse_conv(
-            _rounded(x, dtype),
-            _rounded(weight, dtype),
-            idx.cpu(),
-            cnt.cpu(),
-            stride,
-            padding,
-            dilation,
-            scale.double(),
-            bias.double(),
-            relu=True,
-        )
-        assert_close(_valid_rows(rows, cnt).cpu(), expected, dtype)
+def test_convs_match_reference(kernels, op, dtype, channels_last):
+    for case in CASES[op].values():
+        args = case(kernels, dtype)
+        x = args[0].contiguous(memory_format=torch.channels_last) if channels_last else args[0]
+        rows = getattr(sparse, op)(x, *args[1:])
+        weight, indices, count = args[-9:-6]  # (x, [offset,] weight, indices, count, ...)
+        assert rows.dtype == dtype and rows.shape == (indices.shape[0], weight.shape[0])
+        assert_close(_valid_rows(rows, count).cpu(), getattr(ref, op)(*_double(args)), dtype)
 
 
-@needs_ext
-@pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('geometry', [g for g in GEOMETRIES if g[0] == 3])
+@pytest.mark.parametrize('case', list(CASES['sparse_interpolate']))
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_sparse_deform_conv_matches_reference(device, geometry, dtype, channels_last):
-    k, stride, padding, dilation = geometry
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 4, 8, 9, generator=gen)
-    weight = torch.randn(5, 4, k, k, generator=gen)
-    scale, bias = torch.rand(5, generator=gen) + 0.5, torch.randn(5, generator=gen)
-    out_h, out_w = (
-        (8 + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
-        (9 + 2 * padding - dilation * (k - 1) - 1) // stride + 1,
+def test_sparse_interpolate_matches_loop_oracle(device, case, dtype, channels_last):
+    rows, indices, count, mask, sigma, kernel_size, bias, residual, relu = CASES['sparse_interpolate'][case](
+        device, dtype
     )
-    for kind in MASKS:
-        mask = make_mask(kind, 2, out_h, out_w, gen, device)
-        idx, cnt = sparse.active_positions(mask)
-        # offsets up to +-3 pixels: samples inside, on the border and outside the image
-        offset = 3 * (2 * torch.rand(idx.numel(), 2 * k * k, generator=gen) - 1)
-        xd = _layout(x.to(device, dtype), channels_last)
-        rows = sparse.sparse_deform_conv(
-            xd,
-            offset.to(device, dtype),
-            weight.to(device, dtype),
-            idx,
-            cnt,
-            stride,
-            padding,
-            dilation,
-            scale.to(device),
-            bias.to(device),
-            relu=False,
-        )
-        assert rows.dtype == dtype and rows.shape == (idx.numel(), 5)
-        expected = ref.sparse_deform_conv(
-            _rounded(x, dtype),
-            _rounded(offset, dtype),
-            _rounded(weight, dtype),
-            idx.cpu(),
-            cnt.cpu(),
-            stride,
-            padding,
-            dilation,
-            scale.double(),
-            bias.double(),
-        )
-        assert_close(_valid_rows(rows, cnt).cpu(), expected, dtype)
-
-
-@needs_ext
-@pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('channels_last', [False, True])
-@pytest.mark.parametrize('kind', MASKS)
-def test_sparse_interpolate_matches_dense(device, dtype, channels_last, kind):
-    gen = torch.Generator().manual_seed(3)
-    f = torch.randn(2, 6, 13, 10, generator=gen)  # values at unsampled positions must not matter
-    mask = make_mask(kind, 2, 13, 10, gen)
-    bias, residual = torch.randn(6, generator=gen), torch.randn(2, 6, 13, 10, generator=gen)
-    sigma = torch.tensor(1.3)
-    idx, cnt = ref.active_positions(mask)
-    rows = f.permute(0, 2, 3, 1).reshape(-1, 6)[idx.long()]
-    dev_idx, dev_cnt = sparse.active_positions(mask.to(device))
-    dev_rows = torch.zeros(dev_idx.numel(), 6)
-    dev_rows[: rows.shape[0]] = rows
-    out = sparse.sparse_interpolate(
-        dev_rows.to(device, dtype),
-        dev_idx,
-        dev_cnt,
-        mask.to(device),
-        sigma,
-        7,
-        bias.to(device),
-        _layout(residual.to(device, dtype), channels_last),
-        relu=True,
-    )
-    assert out.dtype == dtype and out.shape == (2, 6, 13, 10)
-    expected = (
-        interpolate_dense(_rounded(f, dtype), mask.double(), sigma.double()) + bias.double()[:, None, None]
-    )
-    expected = (expected + _rounded(residual, dtype)).relu()
+    if residual is not None and not channels_last:
+        residual = residual.contiguous()
+    out = sparse.sparse_interpolate(rows, indices, count, mask, sigma, kernel_size, bias, residual, relu)
+    assert out.dtype == dtype and out.shape == (mask.shape[0], rows.shape[1], *mask.shape[2:])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    expected = interpolate_loop(_scatter(rows, indices, count, mask), mask.cpu(), sigma, kernel_size)
+    if bias is not None:
+        expected = (expected + bias.cpu().double()[:, None, None] + residual.cpu().double()).relu()
     assert_close(out.cpu(), expected, dtype)
 
 
-@needs_ext
-def test_sparse_interpolate_without_epilogue_and_kernel_size():
-    gen = torch.Generator().manual_seed(4)
-    mask = make_mask('random', 1, 9, 9, gen)
-    idx, cnt = sparse.active_positions(mask)
-    rows = torch.randn(idx.numel(), 3, generator=gen)
-    out = sparse.sparse_interpolate(rows, idx, cnt, mask, 2.0, kernel_size=3)
-    assert_close(out, ref.sparse_interpolate(rows, idx, cnt, mask, 2.0, kernel_size=3), torch.float32)
+@pytest.mark.parametrize('kernel_size', [7, 3])
+def test_interpolate_dense_matches_loop_oracle(kernel_size):
+    """The training path's interpolation (depthwise convs) against the same loop oracle."""
+    gen = torch.Generator().manual_seed(11)
+    f = torch.randn(2, 3, 9, 8, generator=gen, dtype=torch.float64)
+    mask = make_mask('random', 2, 9, 8, gen).double()
+    sigma = torch.tensor(0.8, dtype=torch.float64)
+    out = interpolate_dense(f, mask, sigma, kernel_size)
+    torch.testing.assert_close(out, interpolate_loop(f, mask, sigma, kernel_size), rtol=1e-10, atol=1e-12)
 
 
-@needs_ext
-def test_sparse_conv_hand_computed():
-    x = torch.arange(9.0).view(1, 1, 3, 3)
-    weight = torch.ones(1, 1, 3, 3)
-    idx = torch.tensor([0, 4], dtype=torch.int32)
-    cnt = torch.tensor([2], dtype=torch.int32)
+def test_sparse_conv_hand_computed(kernels):
+    x = torch.arange(9.0, device=kernels).view(1, 1, 3, 3)
+    weight = torch.ones(1, 1, 3, 3, device=kernels)
+    idx = torch.tensor([0, 4], dtype=torch.int32, device=kernels)
+    cnt = torch.tensor([2], dtype=torch.int32, device=kernels)
     rows = sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1)
     assert rows.flatten().tolist() == [0 + 1 + 3 + 4, 36]
-    rows = sparse.sparse_conv(
-        x, weight, idx, cnt, 1, 1, 1, torch.tensor([2.0]), torch.tensor([-9.0]), relu=True
-    )
+    scale, bias = torch.tensor([2.0], device=kernels), torch.tensor([-9.0], device=kernels)
+    rows = sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1, scale, bias, relu=True)
     assert rows.flatten().tolist() == [7, 63]
     # stride 2, padding 1 on a 1x1 output grid position (1, 1) of a 2x2 grid: rows 1-2, cols 1-2
-    rows = sparse.sparse_conv(
-        x, weight, torch.tensor([3], dtype=torch.int32), torch.tensor([1], dtype=torch.int32), 2, 1, 1
-    )
+    one = torch.tensor([1], dtype=torch.int32, device=kernels)
+    rows = sparse.sparse_conv(x, weight, torch.tensor([3], dtype=torch.int32, device=kernels), one, 2, 1, 1)
     assert rows.flatten().tolist() == [4 + 5 + 7 + 8]
 
 
-@needs_ext
-def test_sparse_deform_conv_hand_computed():
-    x = torch.arange(9.0).view(1, 1, 3, 3)
-    weight = torch.ones(1, 1, 1, 1)
-    idx = torch.tensor([0, 0, 0], dtype=torch.int32)
-    cnt = torch.tensor([3], dtype=torch.int32)
+def test_sparse_deform_conv_hand_computed(kernels):
+    x = torch.arange(9.0, device=kernels).view(1, 1, 3, 3)
+    weight = torch.ones(1, 1, 1, 1, device=kernels)
+    idx = torch.tensor([0, 0, 0], dtype=torch.int32, device=kernels)
+    cnt = torch.tensor([3], dtype=torch.int32, device=kernels)
     # (0.5, 0.5): mean of x[0:2, 0:2]; (-1, 0): one pixel outside -> 0; (2.5, 0): half of x[2, 0]
-    offset = torch.tensor([[0.5, 0.5], [-1.0, 0.0], [2.5, 0.0]])
+    offset = torch.tensor([[0.5, 0.5], [-1.0, 0.0], [2.5, 0.0]], device=kernels)
     rows = sparse.sparse_deform_conv(x, offset, weight, idx, cnt)
     assert rows.flatten().tolist() == [2.0, 0.0, 3.0]
     # a point that is not finite reads 0, as one outside the image does
-    offset = torch.tensor([[float('nan'), 0.0], [0.0, float('inf')], [-float('inf'), 1.0]])
+    offset = torch.tensor([[float('nan'), 0.0], [0.0, float('inf')], [-float('inf'), 1.0]], device=kernels)
     assert sparse.sparse_deform_conv(x, offset, weight, idx, cnt).flatten().tolist() == [0.0, 0.0, 0.0]
 
 
-@needs_ext
-def test_sparse_interpolate_hand_computed():
+def test_sparse_interpolate_hand_computed(device):
     # 1 x 3 image, mask [1, 0, 0.5], f = [a, ?, b], sigma 1, 3 x 3 window
     a, b = 2.0, -4.0
-    mask = torch.tensor([1.0, 0.0, 0.5]).view(1, 1, 1, 3)
+    mask = torch.tensor([1.0, 0.0, 0.5], device=device).view(1, 1, 1, 3)
     idx, cnt = sparse.active_positions(mask)
-    rows = torch.tensor([[a], [b]])
+    rows = torch.zeros(idx.shape[0], 1, device=device)
+    rows[:2, 0] = torch.tensor([a, b])
     out = sparse.sparse_interpolate(rows, idx, cnt, mask, 1.0, kernel_size=3).flatten().tolist()
     g0, g1 = 1 / (2 * math.pi), math.exp(-0.5) / (2 * math.pi)
     middle = (g1 * a + g1 * 0.5 * b) / (g1 * 1.5 + 1e-5)
@@ -259,16 +187,13 @@ def test_sparse_interpolate_hand_computed():
     assert out == pytest.approx([a, middle, right], rel=1e-6)
 
 
-@needs_ext
-def test_empty_mask_gives_bias_plus_residual():
-    mask = torch.zeros(1, 1, 4, 5)
+def test_empty_mask_gives_bias_plus_residual(device):
+    mask = torch.zeros(1, 1, 4, 5, device=device)
     idx, cnt = sparse.active_positions(mask)
-    assert idx.numel() == 0
-    x = torch.randn(1, 3, 4, 5)
-    rows = sparse.sparse_conv(x, torch.randn(2, 3, 3, 3), idx, cnt, 1, 1, 1)
-    assert rows.shape == (0, 2)
-    residual = torch.randn(1, 2, 4, 5)
-    bias = torch.tensor([0.5, -0.5])
+    assert cnt.item() == 0
+    rows = torch.randn(idx.shape[0], 2, device=device)
+    residual = torch.randn(1, 2, 4, 5, device=device)
+    bias = torch.tensor([0.5, -0.5], device=device)
     out = sparse.sparse_interpolate(rows, idx, cnt, mask, 3.0, bias=bias, residual=residual, relu=True)
     assert torch.allclose(out, (residual + bias[:, None, None]).relu())
 
@@ -299,6 +224,7 @@ def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
         multi = run()
     finally:
         torch.set_num_threads(threads)
+    assert library.backend('sparse_conv', 'cpu') == 'compiled'
     assert int(cnt) > 64  # more rows than one thread's grain
     for a, b in zip(single, multi):
         assert torch.equal(a, b)
@@ -313,46 +239,97 @@ def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
 )
 def test_extension_is_built_with_openmp():
     """Without -fopenmp, at::parallel_for in the CPU kernels silently runs on one thread."""
-    library = importlib.import_module('mmdet._ext').__file__
+    library_file = importlib.import_module('mmdet._ext').__file__
     symbols = subprocess.run(
-        ['nm', '-D', '--undefined-only', library], capture_output=True, text=True, check=True
+        ['nm', '-D', '--undefined-only', library_file], capture_output=True, text=True, check=True
     )
     assert 'GOMP_parallel' in symbols.stdout
 
 
-@needs_ext
 def test_bad_inputs_name_the_argument():
     x = torch.randn(1, 3, 5, 5)
     mask = torch.ones(1, 1, 5, 5)
     idx, cnt = sparse.active_positions(mask)
+    rows = torch.randn(idx.numel(), 2)
     with pytest.raises(TypeError, match='indices'):
         sparse.sparse_conv(x, torch.randn(2, 3, 1, 1), idx.long(), cnt)
-    with pytest.raises(ValueError, match='weight'):
+    with pytest.raises(ValueError, match=r'weight must have shape \[Cout, 3, k, k\]'):
         sparse.sparse_conv(x, torch.randn(2, 4, 1, 1), idx, cnt)
     with pytest.raises(ValueError, match='weight must be on cpu'):
         sparse.sparse_conv(x, torch.randn(2, 3, 1, 1, device='meta'), idx, cnt)
+    with pytest.raises(TypeError, match='weight must have the dtype of the feature map'):
+        sparse.sparse_conv(x, torch.randn(2, 3, 1, 1).half(), idx, cnt)
+    with pytest.raises(ValueError, match='stride must be an int >= 1'):
+        sparse.sparse_conv(x, torch.randn(2, 3, 1, 1), idx, cnt, stride=0)
+    with pytest.raises(ValueError, match='indices must have at most 9 entries'):  # 3 x 3 output grid
+        sparse.sparse_conv(x, torch.randn(2, 3, 3, 3), idx, cnt)
+    with pytest.raises(ValueError, match=r'scale must have shape \(2,\)'):
+        sparse.sparse_conv(x, torch.randn(2, 3, 1, 1), idx, cnt, scale=torch.ones(3))
     with pytest.raises(ValueError, match='mask'):
         sparse.active_positions(torch.ones(1, 2, 5, 5))
+    with pytest.raises(TypeError, match='mask must have a dtype'):
+        sparse.active_positions(torch.ones(1, 1, 5, 5, dtype=torch.int32))
     with pytest.raises(ValueError, match='offset'):
         sparse.sparse_deform_conv(x, torch.zeros(idx.numel(), 9), torch.randn(2, 3, 3, 3), idx, cnt, 1, 1, 1)
     with pytest.raises(ValueError, match='residual'):
-        sparse.sparse_interpolate(
-            torch.randn(idx.numel(), 2), idx, cnt, mask, 1.0, residual=torch.randn(1, 3, 5, 5)
-        )
-    with pytest.raises(ValueError, match='kernel_size'):
-        sparse.sparse_interpolate(torch.randn(idx.numel(), 2), idx, cnt, mask, 1.0, kernel_size=4)
-    # the C++ kernels check too
-    with pytest.raises(RuntimeError, match='indices must be a 1-D int32'):
-        torch.ops.sai_det.sparse_conv(x, torch.randn(2, 3, 1, 1), idx.long(), cnt, 1, 0, 1, None, None, False)
-    with pytest.raises(RuntimeError, match='indices must be active_positions'):
+        sparse.sparse_interpolate(rows, idx, cnt, mask, 1.0, residual=torch.randn(1, 3, 5, 5))
+    with pytest.raises(ValueError, match='kernel_size must be odd'):
+        sparse.sparse_interpolate(rows, idx, cnt, mask, 1.0, kernel_size=4)
+    with pytest.raises(ValueError, match='sigma must be finite'):
+        sparse.sparse_interpolate(rows, idx, cnt, mask, float('nan'))
+    with pytest.raises(ValueError, match='rows must have one row per entry of indices'):
+        sparse.sparse_interpolate(rows[:3], idx, cnt, mask, 1.0)
+    with pytest.raises(ValueError, match='taps'):
+        sparse.tap_sum(torch.zeros(1, 2, 2, 10))
+    with pytest.raises(ValueError, match='residual must have shape'):
+        sparse.pointwise_conv(x, torch.randn(2, 3, 1, 1), torch.zeros(2), torch.zeros(1, 3, 5, 5))
+
+
+@needs_ext
+def test_compiled_kernels_keep_the_checks_that_protect_memory():
+    """Called directly (no wrapper), the C++ kernels still refuse what would read out of bounds."""
+    x = torch.randn(1, 3, 5, 5)
+    idx, cnt = torch.tensor([30], dtype=torch.int32), torch.tensor([1], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match=r'indices must lie in \[0, 25\)'):
+        torch.ops.sai_det.sparse_conv(x, torch.randn(2, 3, 1, 1), idx, cnt, 1, 0, 1, None, None, False)
+    with pytest.raises(RuntimeError, match=r'indices must lie in \[0, 25\)'):
         torch.ops.sai_det.sparse_interpolate(
-            torch.randn(25, 2), idx, cnt, torch.zeros(1, 1, 5, 5), torch.tensor(1.0), 7, None, None, False
+            torch.randn(1, 2), idx, cnt, torch.ones(1, 1, 5, 5), torch.tensor(1.0), 7, None, None, False
         )
-    with pytest.raises(RuntimeError, match='indices must lie in'):
-        bad = torch.tensor([30], dtype=torch.int32)
-        torch.ops.sai_det.sparse_conv(
-            x, torch.randn(2, 3, 1, 1), bad, torch.tensor([1], dtype=torch.int32), 1, 0, 1, None, None, False
+    idx = torch.tensor([3], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match='offset must be'):
+        torch.ops.sai_det.sparse_deform_conv(
+            x, torch.zeros(1, 9), torch.randn(2, 3, 3, 3), idx, cnt, 1, 1, 1, None, None, False
         )
+    with pytest.raises(RuntimeError, match='kernel_size must be a positive odd int'):
+        torch.ops.sai_det.sparse_interpolate(
+            torch.randn(1, 2), idx, cnt, torch.ones(1, 1, 5, 5), torch.tensor(1.0), 4, None, None, False
+        )
+    with pytest.raises(RuntimeError, match='residual must be'):
+        torch.ops.sai_det.sparse_interpolate(
+            torch.randn(1, 2), idx, cnt, torch.ones(1, 1, 5, 5), torch.tensor(1.0), 7, None,
+            torch.zeros(1, 2, 4, 5), False,
+        )  # fmt: skip
+    with pytest.raises(RuntimeError, match='bias must have shape'):
+        torch.ops.sai_det.tap_sum(torch.zeros(1, 2, 2, 18), torch.zeros(3), 1)
+
+
+@needs_ext
+def test_compiled_kernels_read_only_the_first_count_entries():
+    """Entries of indices past count are ignored (the CUDA convention, N_max = B*H*W, works on the
+    CPU too); rows past count are zeros."""
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 3, 5, 6, generator=gen)
+    mask = make_mask('random', 1, 5, 6, gen)
+    idx, cnt = sparse.active_positions(mask)
+    padded = torch.cat([idx, torch.full((30 - idx.numel(),), 29, dtype=torch.int32)])
+    weight = torch.randn(4, 3, 3, 3, generator=gen)
+    rows = torch.ops.sai_det.sparse_conv(x, weight, padded, cnt, 1, 1, 1, None, None, False)
+    assert torch.equal(rows[: idx.numel()], sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1))
+    assert rows.shape == (30, 4) and not rows[idx.numel() :].any()
+    sigma = torch.tensor(1.2)
+    out = torch.ops.sai_det.sparse_interpolate(rows, padded, cnt, mask, sigma, 7, None, None, False)
+    assert torch.equal(out, sparse.sparse_interpolate(rows[: idx.numel()], idx, cnt, mask, sigma))
 
 
 def test_reference_fallback_matches_dense_conv():
@@ -369,16 +346,3 @@ def test_reference_fallback_matches_dense_conv():
     # zero offsets: deformable == plain conv
     zero = torch.zeros(idx.numel(), 18)
     assert torch.allclose(ref.sparse_deform_conv(x, zero, weight, idx, cnt, 2, 1, 1), rows, atol=1e-5)
-
-
-def test_dispatch_falls_back_to_references_without_the_extension(monkeypatch):
-    x = torch.randn(1, 2, 4, 4)
-    if has_ops():
-        assert sparse._impl('sparse_conv', x) is torch.ops.sai_det.sparse_conv
-    monkeypatch.setattr(sparse, 'ext', lambda: None)
-    for name in ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate'):
-        assert sparse._impl(name, x) is getattr(ref, name)
-    mask = make_mask('random', 1, 4, 4, torch.Generator().manual_seed(0))
-    idx, cnt = sparse.active_positions(mask)
-    rows = sparse.sparse_conv(x, torch.ones(3, 2, 1, 1), idx, cnt)
-    assert torch.allclose(rows, x.sum(1).flatten()[idx.long(), None].expand(-1, 3))

@@ -62,8 +62,9 @@ def test_tap_conv3x3_without_autograd_equals_conv2d():
 
 
 def test_tap_conv3x3_keeps_gradients():
-    x = torch.randn(1, 3, 5, 6, requires_grad=True)
-    weight = torch.randn(2, 3, 3, 3, requires_grad=True)
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(1, 3, 5, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 3, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     tap_conv3x3(x, weight).square().sum().backward()
     x2, weight2 = x.detach().requires_grad_(), weight.detach().requires_grad_()
     F.conv2d(x2, weight2, padding=1).square().sum().backward()

@@ -3,8 +3,9 @@ interpolate_dense).
 
 Without a GPU the kernels run in Triton's CPU interpreter, which must be switched on before
 they are defined; so that this never leaks into other tests, ``test_interpreted_on_cpu`` reruns
-this file in a subprocess with TRITON_INTERPRET=1, where the same tests run on CPU tensors.
-On a GPU machine the tests run compiled on CUDA (marked ``gpu``).
+this file and test_library.py (the opcheck of the Triton backend) in a subprocess with
+TRITON_INTERPRET=1, where the same tests run on CPU tensors. On a GPU machine the tests run
+compiled on CUDA (marked ``gpu``).
 """
 
 import os
@@ -39,7 +40,8 @@ def test_interpreted_on_cpu():
     env = dict(
         os.environ, TRITON_INTERPRET='1', PYTHONPATH=f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}'
     )
-    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', 'not gpu', __file__]
+    files = [__file__, str(Path(__file__).with_name('test_library.py'))]
+    cmd = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-m', 'not gpu', *files]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     assert ' passed' in proc.stdout, proc.stdout[-2000:]
@@ -91,8 +93,6 @@ def test_active_positions_hand_computed(device):
     mask = torch.tensor([[[[0.0, 0.7], [0.0, 0.0]]], [[[1.0, 0.0], [0.0, 0.6]]]], device=device)
     indices, count = _ops().active_positions(mask)
     assert count.item() == 3 and indices[:3].tolist() == [1, 4, 7]
-    with pytest.raises(ValueError, match='mask: expected a floating tensor'):
-        _ops().active_positions(mask[:, 0])
 
 
 CONV_CASES = [  # k, stride, padding, dilation, cin, cout
@@ -204,23 +204,24 @@ def test_pointwise_conv(device, dtype):
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('stride', [1, 2])
 @pytest.mark.parametrize('cout', [2, 20])
-def test_tap_conv3x3(monkeypatch, device, dtype, stride, cout):
-    """tap_conv3x3 without autograd: torch.mm + the Triton tap sum, against conv2d (padding 1)."""
-    from mmdet.ops import sparse, tap_conv
+def test_tap_conv3x3(device, dtype, stride, cout):
+    """tap_conv3x3 without autograd: torch.mm (CUDA) or a 1x1 conv (CPU) + the Triton tap sum,
+    against conv2d (padding 1)."""
+    from mmdet.ops import library, tap_conv
 
-    monkeypatch.setattr(sparse, 'uses_triton', lambda t: True)  # the CUDA choice, also on CPU tensors
     g = torch.Generator().manual_seed(cout + stride)
     x = torch.randn(2, 24, 9, 14, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
     weight = (torch.randn(cout, 24, 3, 3, generator=g) / 5).to(device, dtype)
     bias = torch.randn(cout, generator=g).to(device, dtype)
     expected = F.conv2d(x.float(), weight.float(), bias.float(), stride, padding=1)
     for b in (bias, None):
-        with torch.no_grad():
+        with torch.no_grad(), library.prefer('triton', device):
+            assert library.backend('tap_sum', device) == 'triton'
             out = tap_conv.tap_conv3x3(x, weight, b, stride)
         assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
         _close(out.float(), expected if b is not None else expected - bias.float().view(1, -1, 1, 1), dtype)
     weight.mul_(2)  # the cached tap-major weight follows an in-place change
-    with torch.no_grad():
+    with torch.no_grad(), library.prefer('triton', device):
         _close(
             tap_conv.tap_conv3x3(x, weight, bias, stride).float(),
             2 * expected - bias.float().view(1, -1, 1, 1),
@@ -326,58 +327,3 @@ def test_sparse_interpolate_hand_computed(device):
     assert out[0, 0, 1, 1].item() == pytest.approx(centre, rel=1e-5)
     assert out[0, 0, 0, 1].item() == pytest.approx(corner.item(), rel=1e-5)
     assert out[0, 1, 2, 1].item() == pytest.approx(-corner.item() / 5.0 * 2.0, rel=1e-5)
-
-
-@pytest.mark.parametrize('device', DEVICES)
-def test_bad_inputs(device):
-    ops = _ops()
-    x = torch.randn(1, 4, 5, 5, device=device)
-    mask = _mask((1, 1, 5, 5), 0.5, device)
-    indices, count = _positions(mask)
-    with pytest.raises(ValueError, match=r'weight: expected \[Cout, 4, k, k\]'):
-        ops.sparse_conv(x, torch.randn(8, 3, 3, 3, device=device), indices, count, 1, 1, 1)
-    with pytest.raises(ValueError, match='indices: expected a 1-D int32 tensor'):
-        ops.sparse_conv(x, torch.randn(8, 4, 1, 1, device=device), indices.long(), count)
-    with pytest.raises(ValueError, match='offset: expected'):
-        ops.sparse_deform_conv(
-            x,
-            torch.zeros(25, 9, device=device),
-            torch.randn(8, 4, 3, 3, device=device),
-            indices,
-            count,
-            1,
-            1,
-            1,
-        )
-    with pytest.raises(ValueError, match='kernel_size: expected an odd positive int'):
-        ops.sparse_interpolate(torch.zeros(25, 4, device=device), indices, count, mask, 1.0, kernel_size=4)
-    with pytest.raises(ValueError, match=r'scale: expected a floating tensor of shape \(8,\)'):
-        ops.sparse_conv(
-            x, torch.randn(8, 4, 1, 1, device=device), indices, count, scale=torch.ones(4, device=device)
-        )
-
-
-@pytest.mark.skipif(not INTERPRETED, reason='on a GPU, test_sparse_resnet covers this path on CUDA')
-@pytest.mark.parametrize('with_dcn', [False, True])
-@pytest.mark.parametrize('stride', [1, 2])
-def test_bottleneck_on_the_gpu_path(monkeypatch, with_dcn, stride):
-    """sparse_bottleneck_forward making every GPU choice (Triton kernels, offsets computed densely
-    and picked, conv3 after the interpolation) on the CPU, against the dense-masked block."""
-    from op_helpers import assert_close, dense_masked, make_mask, random_block
-
-    from mmdet.models.backbones import sparse_exec
-    from mmdet.ops import sparse
-
-    monkeypatch.setattr(sparse, 'uses_triton', lambda t: True)
-    monkeypatch.setattr(sparse_exec, '_on_gpu', lambda t: True)
-    gen = torch.Generator().manual_seed(20 + stride)
-    block = random_block(16, 4, stride, with_dcn, gen)
-    x = torch.randn(2, 16, 11, 13, generator=gen).relu()
-    mask1 = make_mask('random', 2, 11, 13, gen)
-    mask2 = make_mask('random', 2, (11 - 1) // stride + 1, (13 - 1) // stride + 1, gen)
-    expected = dense_masked(block, x, mask1, mask2)
-    calls = []
-    pointwise = sparse._triton().pointwise_conv
-    monkeypatch.setattr(sparse._triton(), 'pointwise_conv', lambda *a: calls.append(1) or pointwise(*a))
-    assert_close(sparse_exec.sparse_bottleneck_forward(block, x, mask1, mask2), expected, torch.float32)
-    assert calls == [1]

@@ -1,10 +1,12 @@
-"""Triton kernels of the sparse ops for CUDA tensors (docs/ops.md has the signatures).
+"""Triton kernels of the ops (``mmdet.ops.library`` serves CUDA tensors with them; the wrappers
+in ``mmdet.ops.sparse`` and ``mmdet.ops.gumbel_mask`` check their arguments).
 
-Importing this package fails with ImportError where Triton is missing, which the dispatcher
-in ``mmdet.ops`` takes as "use the compiled kernels". Under ``TRITON_INTERPRET=1`` (set before
-this package is imported) the kernels also run on CPU tensors, for tests.
+Importing this package fails with ImportError where Triton is missing, which ``mmdet.ops.library``
+takes as "no Triton backend". Under ``TRITON_INTERPRET=1`` (set before this package is
+imported) the kernels also run on CPU tensors, for tests.
 """
 
+from ._common import interpreted
 from .compaction import active_positions
 from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_linear
 from .gumbel_mask import eval_mask
@@ -14,6 +16,7 @@ from .tap_conv import tap_sum
 __all__ = [
     'active_positions',
     'eval_mask',
+    'interpreted',
     'pointwise_conv',
     'sparse_conv',
     'sparse_deform_conv',

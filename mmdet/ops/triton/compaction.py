@@ -8,8 +8,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device
-
 BLOCK = 1024
 
 
@@ -21,13 +19,16 @@ def _count_kernel(mask_ptr, counts_ptr, numel, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _compact_kernel(mask_ptr, ends_ptr, indices_ptr, numel, BLOCK: tl.constexpr):
+def _compact_kernel(mask_ptr, ends_ptr, indices_ptr, count_ptr, numel, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     active = (tl.load(mask_ptr + offs, mask=offs < numel, other=0) > 0).to(tl.int32)
     inclusive = tl.cumsum(active, axis=0)
-    start = tl.load(ends_ptr + pid) - tl.sum(active, axis=0)  # exclusive prefix of this block
+    end = tl.load(ends_ptr + pid)
+    start = end - tl.sum(active, axis=0)  # exclusive prefix of this block
     tl.store(indices_ptr + start + inclusive - 1, offs, mask=active > 0)
+    if pid == tl.num_programs(0) - 1:  # the last block's end is the count
+        tl.store(count_ptr, end)
 
 
 def active_positions(mask: torch.Tensor):
@@ -36,11 +37,6 @@ def active_positions(mask: torch.Tensor):
     ``indices[:count]`` are the flattened positions ``b*H*W + y*W + x`` with ``mask > 0``,
     ascending; the entries past ``count`` are unspecified.
     """
-    if mask.dim() != 4 or mask.shape[1] != 1 or not mask.is_floating_point():
-        raise ValueError(
-            f'mask: expected a floating tensor [B, 1, H, W], got {mask.dtype} {tuple(mask.shape)}'
-        )
-    check_device('mask', mask)
     flat = mask.reshape(-1)  # a [B, 1, H, W] tensor is laid out b, y, x in both memory formats
     if not flat.is_contiguous():
         flat = flat.contiguous()
@@ -52,5 +48,6 @@ def active_positions(mask: torch.Tensor):
         return indices, torch.zeros(1, dtype=torch.int32, device=mask.device)
     _count_kernel[(blocks,)](flat, counts, numel, BLOCK=BLOCK)
     ends = torch.cumsum(counts, 0, dtype=torch.int32)
-    _compact_kernel[(blocks,)](flat, ends, indices, numel, BLOCK=BLOCK)
-    return indices, ends[-1:]
+    count = torch.empty(1, dtype=torch.int32, device=mask.device)  # a tensor of its own, as the fake's
+    _compact_kernel[(blocks,)](flat, ends, indices, count, numel, BLOCK=BLOCK)
+    return indices, count

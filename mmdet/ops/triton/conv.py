@@ -14,13 +14,7 @@ import triton
 import triton.language as tl
 
 from ..cache import cached
-from ._common import (
-    autotune_enabled,
-    block_size,
-    check_channel_vector,
-    check_device,
-    check_positions,
-)
+from ._common import autotune_enabled, block_size
 
 
 def _configs():
@@ -160,38 +154,13 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
     residual: rows [N_max, Cout] added before the ReLU, or None.
     """
-    check_device('x', x)
-    if x.dim() != 4 or not x.is_floating_point():
-        raise ValueError(f'x: expected a floating tensor [B, Cin, H, W], got {x.dtype} {tuple(x.shape)}')
-    if weight.dim() != 4 or weight.shape[1] != x.shape[1] or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f'weight: expected [Cout, {x.shape[1]}, k, k], got {tuple(weight.shape)}')
-    if weight.dtype != x.dtype or weight.device != x.device:
-        raise ValueError(f'weight: expected {x.dtype} on {x.device}, got {weight.dtype} on {weight.device}')
     gather = indices is not None
-    if gather:
-        check_positions(indices, count, x.device)
-    for name, value in (('stride', stride), ('padding', padding), ('dilation', dilation)):
-        if not isinstance(value, int) or value < (0 if name == 'padding' else 1):
-            raise ValueError(f'{name}: expected an int (>= 1, padding >= 0), got {value!r}')
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
-    check_channel_vector('scale', scale, cout, x.device)
-    check_channel_vector('bias', bias, cout, x.device)
     batch, _, height, width = x.shape
     n_max = indices.numel() if gather else height
-    if residual is not None and (residual.shape != (n_max, cout) or residual.device != x.device):
-        raise ValueError(
-            f'residual: expected rows [{n_max}, {cout}] on {x.device}, got {tuple(residual.shape)}'
-        )
     ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    if n_max > batch * max(ho, 0) * max(wo, 0):
-        raise ValueError(f'indices: {n_max} entries for an output grid of {batch}x{ho}x{wo} positions')
     if offset is not None:
-        if offset.shape != (n_max, 2 * k * k) or offset.dtype != x.dtype or offset.device != x.device:
-            raise ValueError(
-                f'offset: expected {x.dtype} rows [{n_max}, {2 * k * k}] on {x.device}, '
-                f'got {offset.dtype} {tuple(offset.shape)} on {offset.device}'
-            )
         offset = offset.contiguous()
     x = x.contiguous(memory_format=torch.channels_last)  # channel stride 1
     w = _taps_major(weight)  # [k, k, Cin, Cout]
@@ -239,8 +208,6 @@ def sparse_deform_conv(
 
     offset: rows [N_max, 2*k*k] in ``indices`` order, (dy, dx) per tap; the rest as ``sparse_conv``.
     """
-    if offset is None:
-        raise ValueError('offset: expected rows [N_max, 2*k*k], got None')
     return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
 
 
@@ -250,12 +217,6 @@ def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False, residu
     Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias + residual)`` for the first
     ``count`` rows (the rest unspecified); residual: rows [N_max, Cout] or None.
     """
-    if rows.dim() != 2:
-        raise ValueError(f'rows: expected [N_max, Cin], got {tuple(rows.shape)}')
-    if weight.dim() != 4 or weight.shape[2:] != (1, 1):
-        raise ValueError(f'weight: expected a 1x1 conv weight [Cout, Cin, 1, 1], got {tuple(weight.shape)}')
-    if count.dtype != torch.int32 or count.numel() != 1 or count.device != rows.device:
-        raise ValueError(f'count: expected an int32 tensor of one element on {rows.device}')
     x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
     return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, residual)
 

@@ -4,8 +4,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import check_device
-
 BLOCK = 1024
 EPS = tl.constexpr(1e-8)
 
@@ -33,7 +31,6 @@ def _eval_mask_kernel(
 def eval_mask(p: torch.Tensor, u: torch.Tensor, temperature: float, grid_interval: int) -> torch.Tensor:
     """p: [B, 1, h, w]; u: float32 [2, B, 1, h, w]; grid_interval 0: no grid prior.
     Returns the eval mask [B, 1, h, w] in p's dtype (see mmdet.ops.gumbel_mask)."""
-    check_device('p', p)
     p, u = p.contiguous(), u.contiguous()
     out = torch.empty_like(p)
     numel = p.numel()

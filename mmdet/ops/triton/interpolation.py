@@ -11,13 +11,11 @@ exp(-sigma^2 d^2 / 2) is separable, so two passes of k taps replace the k x k wi
    the channels-last output. All sums are accumulated in float32.
 """
 
-import math
-
 import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_enabled, check_channel_vector, check_device, check_positions
+from ._common import autotune_enabled
 
 SCATTER_BLOCK = 1024
 
@@ -131,39 +129,9 @@ def sparse_interpolate(
     Returns Tensor[B, C, H, W] (channels-last) in rows' dtype:
     ``relu(m * f + (1 - m) * conv(f * m, G) / (conv(m, G) + 1e-5) + bias + residual)``.
     """
-    check_device('rows', rows)
-    if rows.dim() != 2 or not rows.is_floating_point():
-        raise ValueError(f'rows: expected a floating tensor [N_max, C], got {rows.dtype} {tuple(rows.shape)}')
-    if mask.dim() != 4 or mask.shape[1] != 1 or not mask.is_floating_point() or mask.device != rows.device:
-        raise ValueError(
-            f'mask: expected a floating tensor [B, 1, H, W] on {rows.device}, '
-            f'got {mask.dtype} {tuple(mask.shape)} on {mask.device}'
-        )
-    check_positions(indices, count, rows.device)
     batch, _, height, width = mask.shape
     numel, channels = batch * height * width, rows.shape[1]
-    if rows.shape[0] != indices.numel() or indices.numel() > numel:
-        raise ValueError(
-            f'rows: expected one row per entry of indices ({indices.numel()}, at most {numel}), '
-            f'got {rows.shape[0]}'
-        )
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f'kernel_size: expected an odd positive int, got {kernel_size!r}')
-    check_channel_vector('bias', bias, channels, rows.device)
-    if residual is not None and (
-        residual.shape != (batch, channels, height, width) or residual.device != rows.device
-    ):
-        raise ValueError(
-            f'residual: expected [{batch}, {channels}, {height}, {width}] on {rows.device}, '
-            f'got {tuple(residual.shape)} on {residual.device}'
-        )
     sigma_is_tensor = isinstance(sigma, torch.Tensor)
-    if sigma_is_tensor and (sigma.numel() != 1 or sigma.device != rows.device):
-        raise ValueError(
-            f'sigma: expected a float or a one-element tensor on {rows.device}, got {tuple(sigma.shape)}'
-        )
-    if not sigma_is_tensor and not math.isfinite(float(sigma)):
-        raise ValueError(f'sigma: expected a finite float, got {sigma!r}')
     out = torch.empty(
         (batch, channels, height, width),
         dtype=rows.dtype,

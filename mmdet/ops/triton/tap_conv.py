@@ -9,7 +9,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import block_size, check_channel_vector, check_device
+from ._common import block_size
 
 BLOCK_P = 64
 MAX_CHANNELS = 256  # one program holds all outputs of its positions
@@ -47,17 +47,11 @@ def _tap_sum_kernel(
 def tap_sum(taps: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
     """taps: [B, H, W, 9 C] contiguous; bias: float32 [C] or None. Returns the conv output
     [B, C, Ho, Wo] (channels-last memory), Ho = ceil(H / stride), in taps' dtype."""
-    check_device('taps', taps)
-    if taps.dim() != 4 or taps.shape[3] % 9 or not taps.is_contiguous():
-        raise ValueError(f'taps: expected a contiguous [B, H, W, 9 C] tensor, got {tuple(taps.shape)}')
     batch, height, width, channels = *taps.shape[:3], taps.shape[3] // 9
     if channels > MAX_CHANNELS:
         raise ValueError(
             f'taps: at most {MAX_CHANNELS} outputs (9 x {MAX_CHANNELS} tap columns), got {channels}'
         )
-    check_channel_vector('bias', bias, channels, taps.device)
-    if bias is not None and bias.dtype != torch.float32:
-        raise ValueError(f'bias: expected float32, got {bias.dtype}')
     out_h, out_w = (height - 1) // stride + 1, (width - 1) // stride + 1
     out = taps.new_empty(batch, out_h, out_w, channels)
     numel = batch * out_h * out_w

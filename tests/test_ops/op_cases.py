@@ -1,0 +1,151 @@
+"""The op tests' cases, shared by their correctness tests and the ``torch.library.opcheck`` tests.
+
+``CASES[op]`` maps a case name to a function ``(device, dtype) -> args``: the positional
+arguments of ``torch.ops.sai.<op>`` (``mmdet.ops.library.SCHEMAS``), made from a fixed seed.
+"""
+
+import contextlib
+import os
+
+import pytest
+import torch
+from op_helpers import make_mask
+
+from mmdet.ops import library, sparse
+
+# Under Triton's interpreter (the driver in test_triton.py) the Triton kernels run on CPU tensors
+INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+MASKS = ['random', 'empty', 'full', 'border']
+# (kernel, stride, padding, dilation)
+GEOMETRIES = [(1, 1, 0, 1), (1, 2, 0, 1), (3, 1, 1, 1), (3, 2, 1, 1), (3, 1, 2, 2), (3, 2, 0, 1)]
+
+
+def backend_params(names=('compiled', 'triton', 'reference')):
+    """pytest params (device, backend) for the backends ``names`` that serve ops on each device:
+    Triton on CPU tensors under the interpreter, else the CPU ones, and the CUDA ones (marked gpu)."""
+    if INTERPRETED:
+        return [pytest.param(('cpu', 'triton'), id='cpu-triton')] if 'triton' in names else []
+    params = [pytest.param(('cpu', name), id=f'cpu-{name}') for name in names if name != 'triton']
+    gpu = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')]
+    params += [pytest.param(('cuda', name), id=f'cuda-{name}', marks=gpu) for name in names]
+    return params
+
+
+@contextlib.contextmanager
+def serving(param):
+    """Within the block backend ``param`` = (device, name) serves the ops on its device (yields
+    the device); skips the test where that backend is not available."""
+    device, name = param
+    if not library.available(name, device):
+        pytest.skip(f'the {name} backend is not available on {device} here')
+    with library.prefer(name, device):
+        yield device
+
+
+def conv_out(size, k, stride, padding, dilation):
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+
+
+def _mask_case(kind, height=7, width=9):
+    def make(device, dtype):
+        return (make_mask(kind, 2, height, width, torch.Generator().manual_seed(0), device),)
+
+    return make
+
+
+def _conv_case(geometry, kind, deform):
+    k, stride, padding, dilation = geometry
+
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(1)
+        x = torch.randn(2, 5, 9, 11, generator=gen)
+        weight = torch.randn(6, 5, k, k, generator=gen) / (k * k * 5) ** 0.5
+        scale, bias = torch.rand(6, generator=gen) + 0.5, torch.randn(6, generator=gen)
+        shape = (conv_out(9, k, stride, padding, dilation), conv_out(11, k, stride, padding, dilation))
+        indices, count = sparse.active_positions(make_mask(kind, 2, *shape, gen, device))
+        tensors = [t.to(device, dtype) for t in (x, weight)]
+        if deform:  # offsets up to +-3 pixels: samples inside, on the border and outside the image
+            offset = 3 * (2 * torch.rand(indices.shape[0], 2 * k * k, generator=gen) - 1)
+            tensors.insert(1, offset.to(device, dtype))
+        return (*tensors, indices, count, stride, padding, dilation, scale.to(device), bias.to(device), True)
+
+    return make
+
+
+def _interpolate_case(kind, kernel_size, epilogue):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(3)
+        mask = make_mask(kind, 2, 13, 10, gen, device)
+        indices, count = sparse.active_positions(mask)
+        rows = torch.randn(indices.shape[0], 6, generator=gen).to(device, dtype)
+        bias, residual = torch.randn(6, generator=gen), torch.randn(2, 6, 13, 10, generator=gen)
+        sigma = torch.tensor(1.3, device=device)
+        if not epilogue:
+            return rows, indices, count, mask, sigma, kernel_size, None, None, False
+        residual = residual.to(device, dtype).contiguous(memory_format=torch.channels_last)
+        return rows, indices, count, mask, sigma, kernel_size, bias.to(device), residual, True
+
+    return make
+
+
+def _tap_sum_case(stride, with_bias):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(7)
+        taps = torch.randn(2, 9, 14, 9 * 5, generator=gen).to(device, dtype)
+        bias = torch.randn(5, generator=gen).to(device) if with_bias else None
+        return taps, bias, stride
+
+    return make
+
+
+def _pointwise_case(relu):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(9)
+        x = torch.randn(2, 24, 5, 7, generator=gen).to(device, dtype)
+        weight = (torch.randn(40, 24, 1, 1, generator=gen) / 5).to(device, dtype)
+        bias = torch.randn(40, generator=gen).to(device, dtype)
+        residual = torch.randn(2, 40, 5, 7, generator=gen).to(device, dtype)
+        return x, weight, bias, residual, relu
+
+    return make
+
+
+def _eval_mask_case(grid_interval):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(6)
+        p = torch.rand(2, 1, 23, 30, generator=gen).to(device, dtype)
+        u = torch.rand(2, 2, 1, 23, 30, generator=gen).to(device)
+        return p, u, 0.03, grid_interval
+
+    return make
+
+
+CASES = {
+    # 2 x 33 x 40: more positions than one block of the Triton compaction (1024)
+    'active_positions': {**{kind: _mask_case(kind) for kind in MASKS}, 'large': _mask_case('random', 33, 40)},
+    'sparse_conv': {
+        f'k{g[0]}s{g[1]}p{g[2]}d{g[3]}-{kind}': _conv_case(g, kind, False)
+        for g in GEOMETRIES
+        for kind in MASKS
+    },
+    'sparse_deform_conv': {
+        f'k{g[0]}s{g[1]}p{g[2]}d{g[3]}-{kind}': _conv_case(g, kind, True)
+        for g in GEOMETRIES
+        if g[0] == 3
+        for kind in MASKS
+    },
+    'sparse_interpolate': {
+        f'{kind}-k{k}-{"epilogue" if epilogue else "plain"}': _interpolate_case(kind, k, epilogue)
+        for kind in MASKS
+        for k, epilogue in ((7, True), (3, False))
+    },
+    'tap_sum': {
+        f's{stride}-{"bias" if with_bias else "nobias"}': _tap_sum_case(stride, with_bias)
+        for stride in (1, 2)
+        for with_bias in (True, False)
+    },
+    'pointwise_conv': {f'relu={relu}': _pointwise_case(relu) for relu in (True, False)},
+    'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
+}
