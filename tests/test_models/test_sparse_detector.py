@@ -54,6 +54,11 @@ def randomise(model):
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
 
 
+def by_box(dets):
+    """dets: np.ndarray[k, 5] (x1, y1, x2, y2, score) -> the rows ordered by their box rounded to 0.1 px."""
+    return dets[np.lexsort(np.round(dets[:, 3::-1], 1).T)]
+
+
 @pytest.mark.skipif(not has_ops(), reason='compiled ops not built')
 def test_sparse_detector_reproduces_dense_masked_detections(tmp_path):
     data_root = make_demo_data(str(tmp_path / 'demo'), seed=1, num_train=1, num_val=3)
@@ -83,6 +88,7 @@ def test_sparse_detector_reproduces_dense_masked_detections(tmp_path):
     for img_dense, img_sparse in zip(results['dense'], results['sparse']):
         for cls_dense, cls_sparse in zip(img_dense, img_sparse):
             assert cls_sparse.shape == cls_dense.shape
-            np.testing.assert_allclose(cls_sparse, cls_dense, rtol=1e-4, atol=1e-3)
+            # detections of equal score within float noise may come out in either order
+            np.testing.assert_allclose(by_box(cls_sparse), by_box(cls_dense), rtol=1e-4, atol=1e-3)
             num_boxes += len(cls_dense)
     assert num_boxes > 0
