@@ -1,40 +1,12 @@
 #!/usr/bin/env bash
 # Testing on a Slurm cluster: tools/slurm_test.sh PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]
 # srun starts one task per GPU, each running tools/test.py --launcher slurm; the options pass as
-# given (e.g. --out results.pkl --eval bbox). Environment:
-#   GPUS (8): GPUs (tasks) in all; GPUS_PER_NODE (8, or GPUS when fewer): GPUs (tasks) per node;
-#   CPUS_PER_TASK (5): CPU cores per task; SRUN_ARGS: more srun options, e.g. "--time=2:00:00";
-#   MASTER_PORT (29500): the rendezvous port on the first node (set it when jobs share a node);
-#   PYTHON: the interpreter (python).
+# given (e.g. --out results.pkl --eval bbox). Environment: see tools/slurm_run.sh (GPUS,
+# GPUS_PER_NODE, CPUS_PER_TASK, SRUN_ARGS, MASTER_PORT, PYTHON).
 set -euo pipefail
-usage() {
+if [ $# -lt 4 ]; then
   echo "usage: $0 PARTITION JOB_NAME CONFIG CHECKPOINT [test.py options]" >&2
   echo "  environment: GPUS (8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS" >&2
   exit 2
-}
-check_positive() {  # the named variables must hold positive integers
-  for name in "$@"; do
-    if ! [[ ${!name} =~ ^[1-9][0-9]*$ ]]; then
-      echo "$0: $name must be a positive integer, got '${!name}'" >&2
-      exit 2
-    fi
-  done
-}
-[ $# -ge 4 ] || usage
-PARTITION=$1
-JOB_NAME=$2
-CONFIG=$3
-CHECKPOINT=$4
-shift 4
-GPUS=${GPUS:-8}
-check_positive GPUS
-GPUS_PER_NODE=${GPUS_PER_NODE:-$((GPUS < 8 ? GPUS : 8))}
-CPUS_PER_TASK=${CPUS_PER_TASK:-5}
-check_positive GPUS_PER_NODE CPUS_PER_TASK
-read -r -a SRUN_EXTRA <<<"${SRUN_ARGS:-}"
-TOOLS=$(cd "$(dirname "$0")" && pwd)
-# ${A[@]+"${A[@]}"}: the array's words, or none when it is empty (bash < 4.4 and set -u)
-srun --partition="$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
-  --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 \
-  ${SRUN_EXTRA[@]+"${SRUN_EXTRA[@]}"} \
-  "${PYTHON:-python}" -u "$TOOLS/test.py" "$CONFIG" "$CHECKPOINT" --launcher slurm "$@"
+fi
+exec bash "$(dirname "$0")/slurm_run.sh" "$1" "$2" test.py "$3" "$4" --launcher slurm "${@:5}"
