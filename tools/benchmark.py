@@ -3,7 +3,7 @@
     python tools/benchmark.py CONFIG [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--batch 1 8]
         [--resolution 500] [--target-gflops 164.8 120.3 94.4 71.4 full | --masks-from CKPT --images DIR]
         [--pattern clustered|random] [--what backbone|detector] [--repeats N] [--warmup N] [--out FILE]
-        [--profile N]
+        [--profile N] [--compile [BACKEND]]
 
 Variants (``mmdet.apis.benchmark``), all built from CONFIG's ``model.backbone``:
 ``dense-dcn`` (ResNet with the config's DCN stages, torchvision deform conv), ``dense`` (the same
@@ -13,7 +13,9 @@ d is used for every mask of every block (found by bisection), the grid prior inc
 ``clustered`` masks are blobs, ``random`` ones uniform. They go in through
 ``SparseResNet.override_masks``; the mask convs and the Gumbel sampling still run, so their cost
 is timed. ``sparse@ckpt`` (``--masks-from``): a trained SparseResNet on
-real images (its own masks, the images normalised with CONFIG's ``img_norm_cfg``).
+real images (its own masks, the images normalised with CONFIG's ``img_norm_cfg``). ``masked@G``
+(``--variants ... masked``, not timed by default): the same SparseResNet and masks run
+dense-masked (``execution='dense'``), the path ``execution='auto'`` weighs sparse against.
 
 GFLOPs (targets and the ``gflops`` column) are counted at ``--gflops-resolution`` (default 1000, as
 in the paper's table) whatever the input size, so a density found for 71.4 at r = 1000 is used at
@@ -31,8 +33,15 @@ variant alike, as a caching allocator (jemalloc, tcmalloc) would: otherwise each
 intermediate tensor is a fresh mapping whose page faults cost milliseconds (``--system-malloc``
 keeps glibc's defaults).
 
-``--profile N`` profiles one eager forward of every variant before timing and prints its N most
-expensive kernels (CPU: operators) by name with their counts.
+``--profile N`` profiles one forward of every variant before timing and prints its N most
+expensive kernels (CPU: operators) by name with their counts. Every row also says how many
+operators (CPU; CUDA: kernels) one forward dispatches (``ops``; ``ops_per_block``: over the
+residual blocks of the backbone).
+
+``--compile [BACKEND]`` times every variant a second time, compiled (``mmdet.apis.compile``: the
+backbone, or the detector's backbone and neck; default backend inductor), in a row named
+``<variant>+<backend>`` with ``vs_eager`` (speed-up over the eager row). Compiling takes minutes on
+a CPU; it happens before the warm-up and is not timed.
 """
 
 import argparse
@@ -46,6 +55,7 @@ import torch
 from mmdet.apis.benchmark import (
     DTYPES,
     VARIANTS,
+    WITH_MASKS,
     BenchSettings,
     add_ratios,
     check_targets,
@@ -56,6 +66,7 @@ from mmdet.apis.benchmark import (
     variant_cfgs,
     write_results,
 )
+from mmdet.apis.compile import add_compile_option
 from mmdet.utils.cli import run_tool
 from mmdet.utils.config import load_config
 from mmdet.utils.timing import keep_freed_memory
@@ -78,7 +89,7 @@ def parse_args(argv=None):
     parser.add_argument('--images', help='folder of images for --masks-from')
     parser.add_argument('--pattern', default='clustered', choices=['clustered', 'random'])
     parser.add_argument('--what', default='backbone', choices=['backbone', 'detector'])
-    parser.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument('--variants', nargs='+', default=['dense-dcn', 'dense', 'sparse'], choices=VARIANTS)
     parser.add_argument(
         '--repeats', type=int, default=None, help='timed runs (default: 20 on cuda, 5 on cpu)'
     )
@@ -93,6 +104,7 @@ def parse_args(argv=None):
                         help='print the N costliest kernels (CPU: operators) of one forward')  # fmt: skip
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='results file, .csv or .json')
+    add_compile_option(parser)
     args = parser.parse_args(argv)
     targets = []
     for t in args.target_gflops:
@@ -125,13 +137,18 @@ def list_images(folder):
 
 
 def jobs(args):
-    """(label, GFLOPs target or None) of every variant to time, in order."""
-    out = [(name, None) for name in args.variants if name != 'sparse']
-    if 'sparse' in args.variants:
-        if args.masks_from:
-            out.append(('sparse@ckpt', None))
+    """(label, GFLOPs target or None, compiled) of every variant to time, in order: with
+    ``--compile`` each one eagerly, then compiled."""
+    out = []
+    for name in args.variants:
+        if name not in WITH_MASKS:
+            labels = [(name, None)]
+        elif args.masks_from:
+            labels = [(f'{name}@ckpt', None)]
         else:
-            out += [(f'sparse@{target}', target) for target in args.target_gflops]
+            labels = [(f'{name}@{target}', target) for target in args.target_gflops]
+        for compiled in (False, True) if args.compile else (False,):
+            out += [(label, target, compiled) for label, target in labels]
     return out
 
 
@@ -157,6 +174,7 @@ def main(argv=None):
         profile=args.profile,
         cuda_graph=not args.no_graph,
         masks_from=args.masks_from,
+        compile=args.compile,
     )
     cfg = load_config(args.config)
     cfgs = variant_cfgs(cfg.model.backbone)
@@ -165,12 +183,14 @@ def main(argv=None):
     for batch in args.batch:
         with contextlib.ExitStack() as stack:  # the synthesised masks stay in place until timed
             prepared = []
-            for label, target in jobs(args):
+            for label, target, compiled in jobs(args):
                 backbone_cfg = cfgs[label.split('@')[0]]
                 prepared.append(
-                    prepare_variant(settings, cfg, label, backbone_cfg, batch, stack, target, images)
+                    prepare_variant(
+                        settings, cfg, label, backbone_cfg, batch, stack, target, images, compiled
+                    )
                 )
-                print(f'ready: {label} b{batch}', flush=True)
+                print(f'ready: {prepared[-1][0]["variant"]} b{batch}', flush=True)
             time_variants(prepared, device, args.repeats)
         rows += [row for row, _ in prepared]
         del prepared

@@ -4,7 +4,8 @@ torchrun with ``--launcher pytorch`` (tools/dist_test.sh) or under srun with ``-
 and the measured backbone GFLOPs, in the official code's log lines and in our table, and, with
 ``--out``, writes them to ``<out without extension>_density.json``. Its stochastic sampling
 draws from a generator seeded with ``--seed`` (plus the rank), so evaluating a checkpoint twice
-gives the same masks and the same numbers."""
+gives the same masks and the same numbers, with ``--compile`` too (the backbone and neck through
+torch.compile, ``mmdet.apis.compile``: the same noise, the same detections within float rounding)."""
 
 import argparse
 import functools
@@ -16,6 +17,7 @@ from mmengine.dist import get_dist_info
 
 from mmdet.apis import show_result
 from mmdet.apis.checkpoint import check_classes, load_weights, read_checkpoint
+from mmdet.apis.compile import add_compile_option, compile_detector
 from mmdet.apis.test import (
     density_report,
     detections_as_proposals,
@@ -26,7 +28,7 @@ from mmdet.apis.test import (
 from mmdet.core.evaluation import save_results
 from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
-from mmdet.utils import config_notes, init_dist_env, load_config, resolve_device
+from mmdet.utils import config_notes, dist_env, load_config, resolve_device
 from mmdet.utils.cli import run_tool
 from mmdet.utils.config import check_num_classes
 from mmdet.utils.dist import LAUNCHERS
@@ -71,6 +73,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--seed', type=int, default=0, help="seed of a SparseResNet's sampling, plus the rank (default 0)"
     )
+    add_compile_option(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl file, got {args.out!r}')
@@ -120,7 +123,12 @@ def main(argv=None):
         raise FileNotFoundError(f'checkpoint {args.checkpoint!r} does not exist')
     device = resolve_device(args.device)
     backend = cfg.get('dist_params', {}).get('backend')
-    distributed, device = init_dist_env(args.launcher, device, backend, args.local_rank)
+    with dist_env(args.launcher, device, backend, args.local_rank) as (distributed, device):
+        evaluate(args, cfg, distributed, device)
+
+
+def evaluate(args, cfg, distributed, device):
+    """Run the model of ``cfg`` with ``args.checkpoint`` over ``data.test``; rank 0 reports."""
     rank, _ = get_dist_info()
     if rank == 0:
         for note in config_notes(cfg):
@@ -136,6 +144,8 @@ def main(argv=None):
     if hasattr(model.backbone, 'set_sampling_seed'):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
+    if args.compile:
+        compile_detector(model, args.compile)
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)
     show_dir = show_directory(args, cfg) if args.show or args.show_dir else None
     on_batch = None

@@ -2,7 +2,10 @@
 pytorch`` (tools/dist_train.sh) or under srun with ``--launcher slurm`` (tools/slurm_train.sh), on
 GPUs (NCCL) or CPUs (gloo). The official train.py's options work too (``--work_dir``,
 ``--resume_from``, ``--gpus 1``, ``--local_rank``); arguments it does not know are ignored with
-a warning in the log, as the official one ignored them."""
+a warning in the log, as the official one ignored them. ``--compile [BACKEND]`` runs the backbone
+and neck through torch.compile (``mmdet.apis.compile``: the dense-masked training forward and its
+backward; a step's losses and gradients are eager's within float rounding, and runs drift apart
+as under any rounding change, e.g. another thread count; not with ``with_cp``)."""
 
 import argparse
 import difflib
@@ -13,14 +16,15 @@ from mmengine.config import DictAction
 from mmengine.dist import get_dist_info
 
 import mmdet
+from mmdet.apis.compile import add_compile_option, compile_detector
 from mmdet.apis.train import train_detector
 from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
 from mmdet.ops import backend_summary
 from mmdet.utils import (
     config_notes,
+    dist_env,
     get_root_logger,
-    init_dist_env,
     load_config,
     resolve_device,
     set_random_seed,
@@ -74,6 +78,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--local-rank', '--local_rank', dest='local_rank', type=int, help='set by torch.distributed.launch'
     )
+    add_compile_option(parser)
     args, unknown = parser.parse_known_args(argv)
     if args.gpus is not None and args.gpus > 1 and args.launcher == 'none':
         parser.error(
@@ -119,10 +124,10 @@ def main(argv=None):
 
     device = resolve_device(args.device)
     backend = cfg.get('dist_params', {}).get('backend')
-    distributed, device = init_dist_env(args.launcher, device, backend, args.local_rank)
-    os.makedirs(cfg.work_dir, exist_ok=True)
-    with work_dir_lock(cfg.work_dir):  # a second training in this work dir is refused
-        run(args, cfg, config_name, distributed, device)
+    with dist_env(args.launcher, device, backend, args.local_rank) as (distributed, device):
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        with work_dir_lock(cfg.work_dir):  # a second training in this work dir is refused
+            run(args, cfg, config_name, distributed, device)
 
 
 def run(args, cfg, config_name, distributed, device):
@@ -156,6 +161,9 @@ def run(args, cfg, config_name, distributed, device):
         val_loader = build_dataloader(val_set, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)
     model = build_detector(cfg.model, train_cfg=cfg.train_cfg, test_cfg=cfg.test_cfg)
     model.CLASSES = dataset.CLASSES
+    if args.compile:
+        logger.info(f'compiling the backbone and neck with torch.compile ({args.compile})')
+        compile_detector(model, args.compile)
     data_loader = build_dataloader(
         dataset,
         cfg.data.imgs_per_gpu,

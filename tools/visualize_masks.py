@@ -10,7 +10,10 @@ deterministic sampling (p >= 0.5, the paper's ablation) and once with stochastic
                        (columns) over the image; sampled positions tinted, the rest darkened
   density_heatmap.png  stochastic run: the fraction of all blocks' masks sampling each position
   block_densities.png  stochastic run: per-block densities of mask1 and mask2
-  detections.png       stochastic run: the detections (mmdet.apis.show_result)
+  detections.png       stochastic run: the detections scoring >= --score-thr, drawn at --size
+                       with labels that do not overlap
+  summary.png          one figure: the detections, the stochastic mask2 of the first chosen
+                       block over the image, the heat-map and the density chart
   masks.npz            the data behind the pictures: for every block and mode the masks and
                        probabilities on the feature grid (``{mode}/{block}/{mask1,mask2,p1,p2}``),
                        plus ``img_shape`` and ``pad_shape``
@@ -23,7 +26,7 @@ import os
 import numpy as np
 import torch
 
-from mmdet.apis import init_detector, show_result
+from mmdet.apis import init_detector
 from mmdet.apis.inference import prepare_batch, sparse_detector_config
 from mmdet.apis.test import measured_gflops
 from mmdet.datasets.image_io import read_image
@@ -31,12 +34,14 @@ from mmdet.utils import resolve_device
 from mmdet.utils.cli import run_tool
 from mmdet.utils.visualization import (
     compose_grid,
+    draw_detections,
     fit_image,
     mask_to_image,
     overlay_mask,
     save_density_bars,
     save_density_heatmap,
     save_rgb,
+    save_summary,
 )
 
 MODES = ('deterministic', 'stochastic')
@@ -150,8 +155,32 @@ def main(argv=None):
         densities,
         f'per-block densities (stochastic, one image); backbone {gflops:.3g} GFLOPs at the test resolution',
     )
-    class_names = models['stochastic'].CLASSES
-    show_result(args.image, result, class_names, args.score_thr, os.path.join(args.out_dir, 'detections.png'))
+    drawn = draw_detections(
+        shown,
+        result,
+        models['stochastic'].CLASSES,
+        args.score_thr,
+        scale=size[1] / img.shape[1],
+        font_scale=max(0.4, args.size / 800),  # legible at any --size
+    )
+    save_rgb(os.path.join(args.out_dir, 'detections.png'), drawn)
+    first = chosen[0]
+    save_summary(
+        os.path.join(args.out_dir, 'summary.png'),
+        [
+            (f'detections (score >= {args.score_thr})', drawn),
+            (
+                f'{first} mask2: sampled (bright) / interpolated',
+                overlay_mask(shown, on_image(masks[first]['mask2'])),
+            ),
+        ],
+        shown,
+        heat,
+        names,
+        densities,
+        f'{os.path.basename(args.image)}: backbone {gflops:.3g} GFLOPs, '
+        f'mean density {mean_d[0]:.2f} (mask1) / {mean_d[1]:.2f} (mask2)',
+    )
     arrays = {f'{mode}/{n}/{k}': v for mode, (_, m) in runs.items() for n in names for k, v in m[n].items()}
     np.savez_compressed(
         os.path.join(args.out_dir, 'masks.npz'),
@@ -159,7 +188,10 @@ def main(argv=None):
         pad_shape=np.asarray(meta['pad_shape']),
         **arrays,
     )
-    print(f'wrote {len(chosen)} mask pictures, the heat-map and the density chart to {args.out_dir}')
+    print(
+        f'wrote {len(chosen)} mask pictures, the heat-map, the density chart and summary.png '
+        f'to {args.out_dir}'
+    )
 
 
 if __name__ == '__main__':

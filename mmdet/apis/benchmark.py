@@ -5,15 +5,21 @@ Variants, all built from a config's ``model.backbone`` (``variant_cfgs``):
 - ``dense-dcn``: ResNet with the config's DCN stages; ``dense``: the same ResNet without DCN;
 - ``sparse``: SparseResNet with ``execution='sparse'``. With a GFLOPs target it runs with
   ``SynthesizedMasks`` (one density for every mask of every block, ``uniform_density``) through
-  ``SparseResNet.override_masks``; without one, with its own sampled masks (a trained checkpoint).
+  ``SparseResNet.override_masks``; without one, with its own sampled masks (a trained checkpoint);
+- ``masked``: the same SparseResNet and masks with ``execution='dense'`` (dense-masked: what
+  ``execution='auto'`` weighs exact sparse execution against).
 GFLOPs are those of ``mmdet.utils.flops`` at ``BenchSettings.gflops_resolution`` with the
-densities the backbone measured in one forward. The timing helpers are in ``mmdet.utils.timing``.
+densities the backbone measured in one forward. With ``BenchSettings.compile`` every variant also
+runs compiled (``mmdet.apis.compile``: the backbone, or the detector's backbone and neck), in a row
+of its own named ``<variant>+<backend>``. Each row counts the operators one forward dispatches
+(``count_dispatched``). The timing helpers are in ``mmdet.utils.timing``.
 """
 
 import copy
 import csv
 import json
 import platform
+import re
 import statistics
 import subprocess
 from dataclasses import dataclass
@@ -25,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdet import ops
+from mmdet.apis.compile import compile_backbone, compile_detector
 from mmdet.datasets.image_io import read_image
 from mmdet.datasets.pipelines.transforms import Normalize
 from mmdet.models import build_backbone, build_detector
@@ -33,7 +40,8 @@ from mmdet.utils.flops import backbone_gflops_from_cfg, input_size, num_blocks
 from mmdet.utils.timing import graphed, profile_forward, time_once
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
-VARIANTS = ('dense-dcn', 'dense', 'sparse')
+VARIANTS = ('dense-dcn', 'dense', 'masked', 'sparse')
+WITH_MASKS = ('masked', 'sparse')  # the SparseResNet variants: one row per GFLOPs target
 SPARSE_KEYS = (
     'sparse_loss_weight',
     'sampling',
@@ -44,7 +52,12 @@ SPARSE_KEYS = (
     'execution',
 )
 COLUMNS = ['variant', 'batch', 'gflops', 'density', 'pattern', 'graph', 'median_ms', 'spread_pct', 'min_ms',
-           'img_per_s', 'vs_dense_dcn', 'vs_dense', 'peak_mem_mb']  # fmt: skip
+           'img_per_s', 'vs_dense_dcn', 'vs_dense', 'vs_eager', 'ops', 'ops_per_block',
+           'peak_mem_mb']  # fmt: skip
+# Inductor options of the compiled rows: its CPU kernels report to the profiler (count_dispatched)
+COMPILE_OPTIONS = {'cpp.enable_kernel_profile': True}
+# an operator (aten::conv2d, sai::sparse_conv) or a kernel Inductor generated for the CPU
+_DISPATCHED = re.compile(r'::|cpp_fused')
 
 
 @dataclass(frozen=True)
@@ -55,7 +68,8 @@ class BenchSettings:
     GFLOPs are counted at; what: 'backbone' or 'detector'; pattern: 'clustered' or 'random'
     (``synth_mask``); seed: of the synthesised masks; warmup: untimed runs per variant;
     profile: print the N costliest kernels of one forward (0: none); cuda_graph: replay the
-    backbones as CUDA graphs on the GPU; masks_from: a detector checkpoint to load (non-strictly).
+    backbones as CUDA graphs on the GPU; masks_from: a detector checkpoint to load (non-strictly);
+    compile: the torch.compile backend of the compiled rows (None: eager rows only).
     """
 
     device: torch.device
@@ -69,17 +83,23 @@ class BenchSettings:
     profile: int = 0
     cuda_graph: bool = True
     masks_from: str | None = None
+    compile: str | None = None
 
 
 def variant_cfgs(backbone_cfg):
-    """A config's backbone dict -> {'dense-dcn', 'dense', 'sparse'} backbone dicts."""
+    """A config's backbone dict -> {'dense-dcn', 'dense', 'masked', 'sparse'} backbone dicts."""
     base = {k: v for k, v in copy.deepcopy(dict(backbone_cfg)).items() if k not in SPARSE_KEYS}
     dense_dcn = dict(base, type='ResNet')
     dense = dict(dense_dcn, dcn=None, stage_with_dcn=(False,) * 4)
     sparse = dict(base, type='SparseResNet', execution='sparse')
     sparse.update({k: backbone_cfg[k] for k in SPARSE_KEYS if k in backbone_cfg and k != 'execution'})
     sparse.setdefault('sparse_loss_weight', 0.0)
-    return {'dense-dcn': dense_dcn, 'dense': dense, 'sparse': sparse}
+    return {
+        'dense-dcn': dense_dcn,
+        'dense': dense,
+        'masked': dict(sparse, execution='dense'),
+        'sparse': sparse,
+    }
 
 
 def uniform_density(sparse_cfg, resolution, target):
@@ -225,13 +245,45 @@ def build_model(settings, cfg, backbone_cfg):
     return model.to(settings.device, settings.dtype).to(memory_format=torch.channels_last).eval()
 
 
-def prepare_variant(settings, cfg, name, backbone_cfg, batch, stack, target=None, images=None):
+def count_dispatched(fn, device) -> int:
+    """What one call of ``fn`` dispatches: on the CPU the operators called from Python or from a
+    compiled graph's wrapper, and the kernels Inductor generated (those of an operator, e.g. the
+    ATen calls inside a sparse op, are its own work and not counted); on CUDA the kernels launched.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == 'cuda'
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    if cuda:
+        return sum(1 for e in prof.events() if e.device_type == DeviceType.CUDA)
+
+    def dispatched(event):
+        return event is not None and bool(_DISPATCHED.search(event.name))
+
+    def outermost(event):
+        parent = event.cpu_parent
+        while parent is not None and not dispatched(parent):
+            parent = parent.cpu_parent
+        return parent is None
+
+    return sum(1 for e in prof.events() if dispatched(e) and outermost(e))
+
+
+def prepare_variant(
+    settings, cfg, name, backbone_cfg, batch, stack, target=None, images=None, compiled=False
+):
     """Build one variant at one batch size and warm it up; returns (result row, fn to time).
 
     A sparse variant with a ``target`` (GFLOPs, or 'full': every mask all ones) runs with
     ``SynthesizedMasks``, entered into ``stack`` (a ``contextlib.ExitStack`` the caller keeps open
     while it times the variant); without one, with its own sampled masks. Its ``gflops`` are
-    counted from the densities of one forward.
+    counted from the densities of one (eager) forward. ``compiled``: time it through
+    torch.compile with backend ``settings.compile`` (row ``<name>+<backend>``; compiled before
+    the warm-up, no CUDA graph).
     """
     device = settings.device
     if device.type == 'cuda':
@@ -245,7 +297,9 @@ def prepare_variant(settings, cfg, name, backbone_cfg, batch, stack, target=None
             return model.simple_test(inp, metas, rescale=True)
     else:
         forward = model
-    row = dict(variant=name, batch=batch, pattern=None, density=None)
+    row = dict(
+        variant=f'{name}+{settings.compile}' if compiled else name, batch=batch, pattern=None, density=None
+    )
     densities = None
     if backbone_cfg['type'] == 'SparseResNet':
         backbone = model.backbone if settings.what == 'detector' else model
@@ -262,13 +316,23 @@ def prepare_variant(settings, cfg, name, backbone_cfg, batch, stack, target=None
             forward(x)
         densities = backbone.density.per_block()
     row['gflops'] = backbone_gflops_from_cfg(backbone_cfg, settings.gflops_resolution, densities)
+    # one input size: no dynamic sizes (the synthesised masks have the input's size anyway)
+    if compiled and settings.what == 'detector':
+        compile_detector(model, settings.compile, options=COMPILE_OPTIONS, dynamic=False)
+    elif compiled:
+        forward = compile_backbone(model, settings.compile, options=COMPILE_OPTIONS, dynamic=False)
 
     fn, row['graph'] = (lambda: forward(x)), False
     with torch.no_grad():
+        if compiled:
+            fn()  # compiles
+        row['ops'] = count_dispatched(fn, device)
+        if settings.what == 'backbone':
+            row['ops_per_block'] = row['ops'] / num_blocks(backbone_cfg['depth'])
         if settings.profile:
             forward(x)  # once before, so that compilation and autotuning stay out of the profile
-            profile_forward(f'{name} b{batch}', fn, device, settings.profile)
-        if device.type == 'cuda' and settings.what == 'backbone' and settings.cuda_graph:
+            profile_forward(f'{row["variant"]} b{batch}', fn, device, settings.profile)
+        if device.type == 'cuda' and settings.what == 'backbone' and settings.cuda_graph and not compiled:
             try:
                 fn, row['graph'] = graphed(forward, x), True
             except Exception as err:  # noqa: BLE001 - report and time eagerly
@@ -302,11 +366,15 @@ def time_variants(prepared, device, repeats):
 
 
 def add_ratios(rows):
-    """vs_dense_dcn / vs_dense: speed-up of each row over the dense baselines at its batch size."""
+    """vs_dense_dcn / vs_dense: speed-up of each row over the (eager) dense baselines at its batch
+    size; vs_eager: of a compiled row over the same variant eager."""
     for row in rows:
-        for base, col in (('dense-dcn', 'vs_dense_dcn'), ('dense', 'vs_dense')):
+        eager = row['variant'].split('+')[0]
+        for base, col in (('dense-dcn', 'vs_dense_dcn'), ('dense', 'vs_dense'), (eager, 'vs_eager')):
             ref = [r for r in rows if r['variant'] == base and r['batch'] == row['batch']]
             row[col] = ref[0]['median_ms'] / row['median_ms'] if ref else None
+        if eager == row['variant']:
+            row['vs_eager'] = None
 
 
 def check_targets(rows, what):

@@ -36,7 +36,9 @@ def check_positions(indices, count, device, grid_size):
     """indices: int32 [N_max] with N_max <= grid_size (the positions of the grid); count: int32 [1]."""
     check_tensor('indices', indices, device, ndim=1, dtypes=(torch.int32,))
     check_tensor('count', count, device, dtypes=(torch.int32,), shape=(1,))
-    if indices.shape[0] > grid_size:
+    if torch.compiler.is_compiling():  # N_max is a traced size: assume the bound, do not guard on data
+        torch._check(indices.shape[0] <= grid_size)
+    elif indices.shape[0] > grid_size:
         raise ValueError(f'indices must have at most {grid_size} entries (the grid), got {indices.shape[0]}')
 
 

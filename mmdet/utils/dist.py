@@ -7,6 +7,7 @@ SLURM_LOCALID (local rank), SLURM_NTASKS (world size); the master is MASTER_ADDR
 the first host of the step's (or job's) node list; the port MASTER_PORT if set, else 29500.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -192,3 +193,21 @@ def init_dist_env(launcher, device, backend=None, local_rank=None):
     if missing:
         raise RuntimeError(f'--launcher pytorch needs the torchrun environment; {", ".join(missing)} not set')
     return True, _join_group(device, backend, int(found['LOCAL_RANK']))  # env://: RANK, WORLD_SIZE, MASTER_*
+
+
+@contextlib.contextmanager
+def dist_env(launcher, device, backend=None, local_rank=None):
+    """``init_dist_env`` for the length of a ``with`` block, which gets ``(distributed, device)``.
+
+    On leaving, the process group is destroyed: after a barrier when the block ended normally (no
+    rank leaves while another still talks to it; a process that exits with a live gloo group may
+    abort at interpreter exit), at once when it raised.
+    """
+    distributed, device = init_dist_env(launcher, device, backend, local_rank)
+    try:
+        yield distributed, device
+        if distributed:
+            torch_dist.barrier()
+    finally:
+        if distributed:
+            torch_dist.destroy_process_group()

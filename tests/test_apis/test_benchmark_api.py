@@ -46,6 +46,7 @@ def test_variant_cfgs():
     assert cfgs['dense']['stage_with_dcn'] == (False,) * 4 and cfgs['dense']['dcn'] is None
     assert cfgs['sparse']['type'] == 'SparseResNet' and cfgs['sparse']['execution'] == 'sparse'
     assert cfgs['sparse']['sparse_loss_weight'] == 0.2
+    assert cfgs['masked'] == dict(cfgs['sparse'], execution='dense')
 
 
 @pytest.mark.parametrize('target', [71.4, 164.8])

@@ -79,6 +79,13 @@ def test_gpu_order_gives_the_same_result(monkeypatch):
     assert calls == [1] and [int(c) for c in counts] == [int((m > 0).sum()) for m in (mask1, mask2)]
 
 
+def operators(fn):
+    """(fn(), the names of the operators it called from Python, in order)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = fn()
+    return out, [e.name for e in prof.events() if e.cpu_parent is None]
+
+
 def test_dense_fallback_gives_the_same_result(monkeypatch):
     gen = torch.Generator().manual_seed(4)
     block = random_bottleneck(8, 2, 2, False, gen)
@@ -86,18 +93,15 @@ def test_dense_fallback_gives_the_same_result(monkeypatch):
     mask1 = eval_mask('full', 1, 10, 10, gen)
     mask2 = eval_mask('random', 1, 5, 5, gen)
     expected = dense_masked(block, x, mask1, mask2)
-    dense_calls = []
-    dense_conv = sparse_exec.sparse_reference.sparse_conv
-    monkeypatch.setattr(
-        sparse_exec.sparse_reference,
-        'sparse_conv',
-        lambda *a: dense_calls.append(a[1].shape) or dense_conv(*a),
-    )
-    assert_close_scaled(sparse_bottleneck_forward(block, x, mask1, mask2)[0], expected)
-    assert dense_calls == []  # mask1 is full, but 1x1 convs have no fallback; mask2 is sparse
+    (out, _), ops = operators(lambda: sparse_bottleneck_forward(block, x, mask1, mask2))
+    assert_close_scaled(out, expected)
+    # mask1 is full, but 1x1 convs have no fallback; mask2 is sparse: conv1 and conv2 sparse, the
+    # downsample's conv dense
+    assert ops.count('sai::sparse_conv') == 2 and ops.count('aten::conv2d') == 1
     monkeypatch.setattr(sparse_exec, 'DENSE_FALLBACK_DENSITY', {1: 0.0, 3: 0.0})  # always dense
-    assert_close_scaled(sparse_bottleneck_forward(block, x, mask1, mask2)[0], expected)
-    assert dense_calls == [block.conv1.weight.shape, block.conv2.weight.shape]
+    (out, _), ops = operators(lambda: sparse_bottleneck_forward(block, x, mask1, mask2))
+    assert_close_scaled(out, expected)
+    assert ops.count('sai::sparse_conv') == 0 and ops.count('aten::conv2d') == 3
 
 
 @pytest.mark.parametrize('stride', [1, 2])

@@ -469,7 +469,7 @@ def _toy_training_run(with_cp, seed):
         grads={n: p.grad for n, p in model.named_parameters()},
         buffers=dict(model.named_buffers()),
         rng=torch.get_rng_state(),
-        generator=None if seed is None else model._generator(torch.device('cpu')).get_state(),
+        generator=None if seed is None else model.sampling_generator(torch.device('cpu')).get_state(),
         saved=saved[0],
     )
 
@@ -518,8 +518,9 @@ def test_init_for_a_checkpoint_keeps_the_official_construction_init(tmp_path):
 
 def test_modulated_dcn_trains_dense_and_refuses_exact_sparse():
     dcnv2 = dict(dcn=dict(modulated=True), stage_with_dcn=(False, True, True, True))
-    model = tiny(depth=50, execution=None, zero_init_residual=False, **dcnv2)
-    assert model.execution == 'dense'  # None picks dense: the sparse kernels have no modulation
+    model = tiny(depth=50, execution='auto', zero_init_residual=False, **dcnv2)
+    # auto picks dense on every device: the sparse kernels have no modulation
+    assert [model.execution_on(device) for device in ('cpu', 'cuda')] == ['dense', 'dense']
     block = model.layer2[0]
     assert block.dcn_modulated and block.conv2_offset.out_channels == 27
     with pytest.raises(ValueError, match=r"execution='sparse' does not support dcn.modulated=True"):

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from tool_helpers import REPO, free_port, load_tool
+from tool_helpers import REPO, demo_cfg_options, free_port, load_tool
 
 from mmdet.core.evaluation import load_results
 from mmdet.datasets.demo import make_demo_data
@@ -20,13 +20,7 @@ CONFIG = str(REPO / 'configs' / 'demo' / 'sparse_resnet_demo.py')
 def demo_options(tmp_path_factory):
     """--cfg-options pointing the demo config at 4 train / 5 val images, 1 epoch of 2 iterations."""
     root = make_demo_data(str(tmp_path_factory.mktemp('demo')), seed=0, num_train=4, num_val=5)
-    return [
-        'total_epochs=1', 'data.imgs_per_gpu=2', 'data.workers_per_gpu=0', 'lr_config.warmup_iters=2',
-        'log_config.interval=1', f'data.train.ann_file={root}/annotations/train.json',
-        f'data.train.img_prefix={root}/train/', f'data.val.ann_file={root}/annotations/val.json',
-        f'data.val.img_prefix={root}/val/', f'data.test.ann_file={root}/annotations/val.json',
-        f'data.test.img_prefix={root}/val/',
-    ]  # fmt: skip
+    return demo_cfg_options(root)
 
 
 def _state(path):

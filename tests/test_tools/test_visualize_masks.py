@@ -8,7 +8,16 @@ from tool_helpers import load_tool, tiny_sparse_detector_config
 
 from mmdet.models import build_detector
 from mmdet.utils import load_config
-from mmdet.utils.visualization import compose_grid, fit_image, mask_to_image, overlay_mask, panel_origin
+from mmdet.utils.visualization import (
+    CLASS_COLOURS,
+    compose_grid,
+    draw_detections,
+    fit_image,
+    mask_to_image,
+    overlay_mask,
+    panel_origin,
+    place_labels,
+)
 
 visualize_masks = load_tool('visualize_masks')
 
@@ -59,8 +68,9 @@ def test_writes_the_expected_pictures(drawn):
         'layer2.0_masks.png',
         'layer3.1_masks.png',
         'masks.npz',
+        'summary.png',
     ]
-    for name in names[:-1]:
+    for name in [n for n in names if n.endswith('.png')]:
         img = cv2.imread(str(out / name))
         assert img is not None and img.std() > 5, f'{name} is empty or blank'
 
@@ -138,3 +148,45 @@ def test_compose_grid_layout_and_fit_image():
         compose_grid([[panels[0][0], np.zeros((4, 7, 3), np.uint8)]], [['a', 'b']])
     assert fit_image(np.zeros((1000, 500, 3), np.uint8), 400).shape == (400, 200, 3)
     assert fit_image(np.zeros((60, 90, 3), np.uint8), 400).shape == (267, 400, 3)
+
+
+def test_place_labels_by_hand():
+    # room above the first box: its label sits on top of it; the second box's spot above it
+    # overlaps the first label, so it moves just under it (the nearest free height)
+    boxes = [(10, 30, 60, 80), (20, 32, 70, 90)]
+    assert place_labels(boxes, [(40, 10), (40, 10)], (100, 100)) == [(10, 20), (20, 30)]
+    # no room above (y1 < h): inside the top edge; x clipped so the label stays in the image
+    assert place_labels([(90, 4, 99, 50)], [(30, 10)], (100, 100)) == [(70, 4)]
+    # labels in different columns do not move
+    assert place_labels([(0, 30, 20, 50), (50, 30, 70, 50)], [(20, 10), (20, 10)], (100, 100)) == [
+        (0, 20),
+        (50, 20),
+    ]
+
+
+def test_place_labels_never_overlap_when_there_is_room():
+    rng = np.random.default_rng(0)
+    xy = rng.integers(0, 60, (12, 2))
+    boxes = np.concatenate([xy, xy + 30], axis=1)
+    sizes = [(50, 12)] * 12
+    rects = [(x, y, w, h) for (x, y), (w, h) in zip(place_labels(boxes, sizes, (400, 300)), sizes)]
+    for i, a in enumerate(rects):
+        assert 0 <= a[0] <= 300 - a[2] and 0 <= a[1] <= 400 - a[3]
+        for b in rects[:i]:
+            assert not (
+                a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+            )
+
+
+def test_draw_detections_scales_boxes_and_keeps_low_scores_out():
+    img = np.full((100, 200, 3), 128, np.uint8)
+    result = [np.array([[10, 20, 40, 45, 0.9]]), np.array([[50, 5, 90, 40, 0.2]])]
+    out = draw_detections(img, result, ('a', 'b'), score_thr=0.3, scale=2.0)
+    colour = CLASS_COLOURS[0]
+    # the box of class 'a' at twice its coordinates: (20, 40)-(80, 90), 2 px wide, in its colour
+    assert tuple(out[65, 20]) == colour and tuple(out[90, 50]) == colour
+    assert tuple(out[65, 50]) == (128, 128, 128)  # inside the box, under no label
+    # class 'b' scored under the threshold: nothing drawn where its box would be
+    assert (out[10:80, 100:180] == 128).all()
+    with pytest.raises(ValueError, match='1 class names for 2 result classes'):
+        draw_detections(img, result, ('a',), score_thr=0.3)

@@ -51,6 +51,18 @@ data = dict(test=dict(pipeline=test_pipeline{data}))
 """
 
 
+def demo_cfg_options(root):
+    """--cfg-options pointing configs/demo at the demo set in ``root`` (``make_demo_data``), for one
+    epoch of 2 iterations at 2 images per GPU."""
+    return [
+        'total_epochs=1', 'data.imgs_per_gpu=2', 'data.workers_per_gpu=0', 'lr_config.warmup_iters=2',
+        'log_config.interval=1', f'data.train.ann_file={root}/annotations/train.json',
+        f'data.train.img_prefix={root}/train/', f'data.val.ann_file={root}/annotations/val.json',
+        f'data.val.img_prefix={root}/val/', f'data.test.ann_file={root}/annotations/val.json',
+        f'data.test.img_prefix={root}/val/',
+    ]  # fmt: skip
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

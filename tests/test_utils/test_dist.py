@@ -1,9 +1,12 @@
-"""The launchers' environment parsing: Slurm node lists, srun variables, the torchrun check.
-(Processes that join a group: tests/test_tools/test_launch_scripts.py.)"""
+"""The launchers' environment parsing: Slurm node lists, srun variables, the torchrun check; the
+group's lifetime in one process. (Several processes: tests/test_tools/test_launch_scripts.py.)"""
+
+import socket
 
 import pytest
+import torch.distributed as torch_dist
 
-from mmdet.utils.dist import SlurmTask, expand_nodelist, first_host, init_dist_env, slurm_task
+from mmdet.utils.dist import SlurmTask, dist_env, expand_nodelist, first_host, init_dist_env, slurm_task
 
 SRUN = dict(SLURM_PROCID='5', SLURM_LOCALID='1', SLURM_NTASKS='8', SLURM_NODELIST='node[03-06]')
 
@@ -93,3 +96,22 @@ def test_torchrun_environment_check(monkeypatch):
     assert init_dist_env('none', 'cpu', local_rank=0) == (False, 'cpu')
     with pytest.raises(ValueError, match="--launcher must be one of .*, got 'srun'"):
         init_dist_env('srun', 'cpu')
+
+
+def test_dist_env_leaves_the_process_group(monkeypatch):
+    """A one-process gloo group is joined for the block and destroyed after it, also on error."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    env = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with dist_env('pytorch', 'cpu') as (distributed, device):
+        assert (distributed, device) == (True, 'cpu')
+        assert torch_dist.is_initialized() and torch_dist.get_backend() == 'gloo'
+    assert not torch_dist.is_initialized()
+    with pytest.raises(KeyError), dist_env('pytorch', 'cpu'):
+        raise KeyError('fails inside')
+    assert not torch_dist.is_initialized()
+    with dist_env('none', 'cpu') as joined:
+        assert joined == (False, 'cpu') and not torch_dist.is_initialized()

@@ -3,12 +3,15 @@
 import torch
 import torch.nn as nn
 
+from mmdet.ops import sparse_reference
 from mmdet.ops.gumbel_mask import eval_mask, gumbel_soft
 
 
 def uniform_noise(p, generator=None):
     """u ~ U(0, 1): float32 Tensor[2, *p.shape] on p's device, one layer per class of the softmax."""
-    return torch.rand((2, *p.shape), generator=generator, device=p.device, dtype=torch.float32)
+    # without a generator the overload that takes symbolic sizes (torch.compile's dynamic shapes)
+    rng = {} if generator is None else {'generator': generator}
+    return torch.rand((2, *p.shape), device=p.device, dtype=torch.float32, **rng)
 
 
 class GumbelSigmoid(nn.Module):
@@ -45,8 +48,13 @@ class GumbelSigmoid(nn.Module):
     def eval_mask(self, p, generator=None, grid_interval=None):
         """The eval mask of p: Tensor[B, 1, h, w]: soft * (soft >= 0.5) at T = ``eval_T``, 1 on the
         grid prior (every ``grid_interval``-th row and column; None: none). One fused kernel on
-        the GPU; the same noise as ``forward`` in eval, so ``forward``'s soft gives the same mask."""
-        return eval_mask(p, uniform_noise(p, generator), self.eval_T, grid_interval)
+        the GPU; the same noise as ``forward`` in eval, so ``forward``'s soft gives the same mask.
+        Traced (torch.compile, torch.export) it is the op's plain PyTorch formula, which Inductor
+        fuses into one kernel itself (the op would stay an opaque call)."""
+        u = uniform_noise(p, generator)
+        if torch.compiler.is_compiling():
+            return sparse_reference.eval_mask(p, u, self.eval_T, grid_interval or 0)
+        return eval_mask(p, u, self.eval_T, grid_interval)
 
     def extra_repr(self):
         return f'cur_T={self.cur_T.item():.5f}, decay_alpha={self.decay_alpha}, eval_T={self.eval_T}'

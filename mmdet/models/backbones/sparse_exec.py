@@ -25,7 +25,6 @@ The interpolations use the block's ``gaussian_kernel``.
 import torch
 import torch.nn.functional as F
 
-from mmdet.ops import sparse_reference
 from mmdet.ops.cache import cached
 from mmdet.ops.sparse import (
     active_positions,
@@ -38,7 +37,7 @@ from mmdet.ops.tap_conv import tap_conv3x3
 
 SPARSE_DCNV2_ERROR = (
     "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
-    "conv kernels take no modulation mask); use execution='dense' (None picks it)"
+    "conv kernels take no modulation mask); use execution='dense' ('auto', the default, picks it)"
 )
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
 # the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
@@ -95,18 +94,50 @@ def _on_gpu(t: torch.Tensor) -> bool:
     return t.is_cuda
 
 
-def _conv_impl(count: torch.Tensor, mask: torch.Tensor, kernel_size: int):
-    """sparse_conv, or its dense reference where that is faster (CPU, dense enough masks)."""
-    threshold = DENSE_FALLBACK_DENSITY.get(kernel_size)
-    if _on_gpu(mask) or threshold is None:
-        return sparse_conv
-    return sparse_reference.sparse_conv if count.item() > threshold * mask.numel() else sparse_conv
+def _denser_than(count: torch.Tensor, mask: torch.Tensor, density: float) -> torch.Tensor:
+    """Bool Tensor[]: whether more than ``density`` of mask's positions are active (count: int32 [1])."""
+    return count[0] > density * mask.numel()
+
+
+def _choose(dense: torch.Tensor, dense_fn, sparse_fn, x, indices, count) -> torch.Tensor:
+    """The rows [N_max, C] of ``dense_fn(x, indices, count)`` where the bool Tensor[] ``dense``
+    holds, else those of ``sparse_fn(x, indices, count)``.
+
+    The choice depends on the masks' data: eagerly it reads ``dense`` on the host; under
+    torch.compile and torch.export it is a ``torch.cond``, so that the graph keeps both branches
+    instead of breaking (or specialising on the first input's masks).
+    """
+    if not torch.compiler.is_compiling():
+        return dense_fn(x, indices, count) if dense.item() else sparse_fn(x, indices, count)
+    rows = torch.cond(dense, dense_fn, sparse_fn, (x, indices, count))
+    torch._check(rows.shape[0] == indices.shape[0])  # cond gives its output a size of its own
+    return rows
+
+
+def _picked_rows(dense: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """dense: Tensor[B, C, H, W] -> its rows Tensor[N_max, C] at ``indices`` (on CUDA the entries
+    past count are junk: clamped into range, their rows are unspecified as the ops' are)."""
+    rows = dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
+    return rows.index_select(0, indices.clamp(0, rows.shape[0] - 1))
 
 
 def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
-    """Rows [N, Cout] of relu(scale * conv(x) + bias) at the active positions of mask."""
-    impl = _conv_impl(count, mask, conv.weight.shape[-1])
-    return impl(x, conv.weight, indices, count, *_geometry(conv, name), scale, bias, relu)
+    """Rows [N, Cout] of relu(scale * conv(x) + bias) at the active positions of mask: by
+    ``sparse_conv``, or on the CPU above ``DENSE_FALLBACK_DENSITY`` densely, then picked."""
+    geometry = _geometry(conv, name)
+
+    def sparse(x, indices, count):
+        return sparse_conv(x, conv.weight, indices, count, *geometry, scale, bias, relu)
+
+    threshold = DENSE_FALLBACK_DENSITY.get(conv.weight.shape[-1])
+    if _on_gpu(mask) or threshold is None:
+        return sparse(x, indices, count)
+
+    def dense(x, indices, count):
+        out = F.conv2d(x, conv.weight, None, *geometry) * scale[:, None, None] + bias[:, None, None]
+        return _picked_rows(out.relu() if relu else out, indices)
+
+    return _choose(_denser_than(count, mask, threshold), dense, sparse, x, indices, count)
 
 
 def _offset_rows(conv, x, indices, count, mask):
@@ -120,17 +151,20 @@ def _offset_rows(conv, x, indices, count, mask):
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
     tap_geometry = (padding, dilation) == (1, 1)
     if _on_gpu(x):
-        dense = (
-            tap_conv3x3(x, conv.weight, conv.bias, stride)
-            if tap_geometry
-            else F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
-        )
-    elif tap_geometry and stride == 1 and count.item() > DENSE_OFFSET_DENSITY * mask.numel():
-        dense = tap_conv3x3(x, conv.weight, conv.bias)
-    else:
+        if tap_geometry:
+            return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias, stride), indices)
+        return _picked_rows(F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), indices)
+
+    def sparse(x, indices, count):
         return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
-    rows = dense.permute(0, 2, 3, 1).reshape(-1, dense.shape[1])
-    return rows.index_select(0, indices.clamp(0, rows.shape[0] - 1))  # CUDA: entries past count are junk
+
+    if not (tap_geometry and stride == 1):
+        return sparse(x, indices, count)
+
+    def dense(x, indices, count):
+        return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias), indices)
+
+    return _choose(_denser_than(count, mask, DENSE_OFFSET_DENSITY), dense, sparse, x, indices, count)
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ import contextlib
 import torch
 import torch.nn as nn
 
-from mmdet.ops import has_ops
 from mmdet.ops.cache import no_grad_cached
 from mmdet.ops.gumbel_mask import grid_prior
 from mmdet.ops.interpolation import interpolate_dense
@@ -17,13 +16,14 @@ from mmdet.ops.tap_conv import tap_conv3x3
 from mmdet.registry import BACKBONES
 
 from .block_masks import BlockMasks, mask_pair
+from .execution import EXECUTION_MODES, auto_execution
 from .gumbel import GumbelSigmoid
 from .mask_density import MaskDensity
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .sparse_exec import SPARSE_DCNV2_ERROR, sparse_bottleneck_forward
 
 SAMPLING_MODES = ('stochastic', 'deterministic')
-EXECUTION_MODES = ('dense', 'sparse')
+PATHS = ('dense', 'sparse')  # a block's execution; the backbone's adds 'auto'
 MASK_INIT_BIAS = 3.0  # p = sigmoid(3) = 0.95 everywhere at the start
 SIGMA_INIT = 3.0
 
@@ -133,8 +133,8 @@ class _SparseMasks:
 
     def forward(self, x, generator=None, execution='dense', masks=None):
         owner = f'{type(self).__name__}.forward'
-        if execution not in EXECUTION_MODES:
-            raise ValueError(f'{owner}: execution must be one of {EXECUTION_MODES}, got {execution!r}')
+        if execution not in PATHS:
+            raise ValueError(f'{owner}: execution must be one of {PATHS}, got {execution!r}')
         given = None if masks is None else mask_pair(masks, f'{owner}: masks')
         out, record = self.checkpointed(self._sampled_forward, x, generator, execution, given)
         self.last = record.detached(probabilities=not self.training)
@@ -263,10 +263,13 @@ class SparseResNet(ResNet):
             (None disables the prior).
         max_T, decay_alpha, eval_T: Gumbel temperature schedule (see GumbelSigmoid).
         gaussian_kernel: side k of the k x k interpolation Gaussian (odd; 7 in the paper).
-        execution: 'dense' (convolve everywhere, mask and interpolate) or 'sparse' (eval only,
+        execution: 'auto' (default): on each forward, the path measured faster on the input's
+            device, chosen when set (``execution.auto_execution``: exact sparse on the CPU with
+            the compiled kernels, dense-masked on CUDA and wherever sparse cannot run);
+            'dense' (convolve everywhere, mask and interpolate) or 'sparse' (eval only,
             Bottleneck only, not with DCNv2 (``dcn.modulated``): ``sparse_exec.
-            sparse_bottleneck_forward``, same result, fewer FLOPs). None (default): 'sparse' for
-            Bottlenecks without DCNv2 when mmdet._ext is built, else 'dense'.
+            sparse_bottleneck_forward``, same result, fewer FLOPs) force a path. None, the
+            default of older configs, means 'auto'.
 
     Same outputs as ResNet (see ``output_shape()``). In eval the masks' densities accumulate in
     ``self.density`` (a MaskDensity, one entry per block in network order). Sampling noise uses
@@ -287,7 +290,7 @@ class SparseResNet(ResNet):
         decay_alpha=0.99998,
         eval_T=0.03,
         gaussian_kernel=7,
-        execution=None,
+        execution='auto',
         **kwargs,
     ):
         block_kwargs = dict(
@@ -302,9 +305,6 @@ class SparseResNet(ResNet):
         if sparse_loss_weight < 0:
             raise ValueError(f'SparseResNet: sparse_loss_weight must be >= 0, got {sparse_loss_weight}')
         self.sparse_loss_weight = sparse_loss_weight
-        if execution is None:  # sparse where the compiled ops are built and it applies
-            sparse_ok = self.block is SparseBottleneck and not self.dcn_modulated
-            execution = 'sparse' if has_ops() and sparse_ok else 'dense'
         self.execution = execution
         self.density = MaskDensity(len(self.sparse_blocks()))
         self._sparse_loss = None
@@ -318,6 +318,8 @@ class SparseResNet(ResNet):
 
     @execution.setter
     def execution(self, mode):
+        if mode is None:  # older configs' default
+            mode = 'auto'
         if mode not in EXECUTION_MODES:
             raise ValueError(f'SparseResNet: execution must be one of {EXECUTION_MODES}, got {mode!r}')
         if mode == 'sparse' and self.block is not SparseBottleneck:
@@ -327,6 +329,16 @@ class SparseResNet(ResNet):
         if mode == 'sparse' and self.dcn_modulated:
             raise ValueError(SPARSE_DCNV2_ERROR.format(owner='SparseResNet'))
         self._execution = mode
+        # 'auto' resolved here, so that forward only looks the path up (torch.compile and
+        # torch.export trace a dict lookup, not the ops' backend choice)
+        sparse_capable = self.block is SparseBottleneck and not self.dcn_modulated
+        self._auto_paths = {device: auto_execution(device, sparse_capable) for device in ('cpu', 'cuda')}
+
+    def execution_on(self, device):
+        """'dense' or 'sparse': the path the blocks take on ``device`` (a torch.device or its type)."""
+        if self.execution != 'auto':
+            return self.execution
+        return self._auto_paths.get(torch.device(device).type, 'dense')
 
     def _freeze_stages(self):
         # Frozen stages keep their weights and BN statistics fixed but sample as the rest of the
@@ -345,8 +357,11 @@ class SparseResNet(ResNet):
         self._seed = seed
         self._generators = {}
 
-    def _generator(self, device):
-        if self._seed is None:
+    def sampling_generator(self, device):
+        """The private sampling generator on ``device`` (``set_sampling_seed``), or None: the global
+        RNG. Traced code (torch.compile, torch.export) takes none and draws from the global RNG;
+        ``mmdet.apis.compile`` swaps this generator's state into it around each compiled call."""
+        if torch.compiler.is_compiling() or self._seed is None:  # compiled: no guard on the seed
             return None
         if device not in self._generators:
             self._generators[device] = torch.Generator(device=device).manual_seed(self._seed)
@@ -374,13 +389,14 @@ class SparseResNet(ResNet):
             self._mask_provider = None
 
     def forward(self, x):
-        generator = self._generator(x.device)
+        generator = self.sampling_generator(x.device)
+        execution = self.execution_on(x.device)
         x = self.stem(x)
         outs, loss_terms, index = [], [], 0
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):
                 masks = None if self._mask_provider is None else self._mask_provider(index, block, x)
-                x = block(x, generator, self.execution, masks)
+                x = block(x, generator, execution, masks)
                 last = block.last
                 if self.training:
                     loss_terms.append(0.25 * last.p1.mean() + 0.75 * last.p2.mean())

@@ -43,6 +43,7 @@ class TwoStageDetector(nn.Module):
         self.bbox_head = build_head(bbox_head)
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
+        self.compiled_features = None  # set by mmdet.apis.compile.compile_detector
         self.init_weights(pretrained=pretrained)
 
     def init_weights(self, pretrained=None):
@@ -53,7 +54,10 @@ class TwoStageDetector(nn.Module):
         self.bbox_head.init_weights()
 
     def extract_feat(self, img):
-        """img Tensor[B, 3, H, W] -> tuple of neck outputs Tensor[B, C, H / s, W / s]."""
+        """img Tensor[B, 3, H, W] -> tuple of neck outputs Tensor[B, C, H / s, W / s], by the
+        compiled backbone and neck where ``compile_detector`` set ``compiled_features``."""
+        if self.compiled_features is not None:
+            return self.compiled_features(img)
         return self.neck(self.backbone(img))
 
     def forward(self, img, img_metas, return_loss=True, **kwargs):
