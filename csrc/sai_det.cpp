@@ -17,6 +17,8 @@ TORCH_LIBRARY(sai_det, m) {
       "sparse_interpolate(Tensor rows, Tensor indices, Tensor count, Tensor mask, Tensor sigma, int kernel_size, "
       "Tensor? bias, Tensor? residual, bool relu) -> Tensor");
   m.def("tap_sum(Tensor taps, Tensor? bias, int stride) -> Tensor");  // CPU only (CUDA: Triton)
+  m.def(  // CPU only (CUDA: the offsets run densely)
+      "sparse_tap_conv(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor count, int stride) -> Tensor");
 }
 
 static struct PyModuleDef ext_module = {PyModuleDef_HEAD_INIT, "_ext",

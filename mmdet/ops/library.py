@@ -42,6 +42,8 @@ BACKENDS = {
     'sparse_deform_conv': {'cpu': _CPU, 'cuda': _CUDA},
     'sparse_interpolate': {'cpu': _CPU, 'cuda': _CUDA},
     'tap_sum': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
+    # CPU only: on CUDA the offset conv runs densely (sparse_exec._offset_rows)
+    'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
     'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'eval_mask': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
 }
@@ -60,6 +62,9 @@ SCHEMAS = {
         'Tensor? bias, Tensor? residual, bool relu) -> Tensor'
     ),
     'tap_sum': '(Tensor taps, Tensor? bias, int stride) -> Tensor',
+    'sparse_tap_conv': (
+        '(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor count, int stride) -> Tensor'
+    ),
     'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
 }
@@ -209,6 +214,10 @@ def _fake_tap_sum(taps, bias, stride):
     return taps.new_empty(shape).contiguous(memory_format=torch.channels_last)
 
 
+def _fake_sparse_tap_conv(x, weight, bias, indices, count, stride):
+    return _rows_like(x, indices, weight.shape[0] // 9)
+
+
 def _fake_pointwise_conv(x, weight, bias, residual, relu):
     shape = (x.shape[0], weight.shape[0], *x.shape[2:])
     return x.new_empty(shape).contiguous(memory_format=torch.channels_last)
@@ -224,6 +233,7 @@ FAKES = {
     'sparse_deform_conv': _fake_sparse_deform_conv,
     'sparse_interpolate': _fake_sparse_interpolate,
     'tap_sum': _fake_tap_sum,
+    'sparse_tap_conv': _fake_sparse_tap_conv,
     'pointwise_conv': _fake_pointwise_conv,
     'eval_mask': _fake_eval_mask,
 }

@@ -114,6 +114,31 @@ def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:
     return torch.ops.sai.tap_sum(taps.contiguous(), bias, stride)
 
 
+def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
+    """A 3x3, padding-1 conv at the active output positions as one GEMM over the input pixels their
+    windows touch (for few outputs: the deformable offsets; CPU kernel, reference elsewhere).
+
+    x: [B, Cin, H, W]; weight: the tap-major GEMM weight [9 Cout, Cin] (row t Cout + o holds
+    conv weight[o, :, i, j], t = 3 i + j; ``mmdet.ops.tap_conv.sparse_tap_conv3x3`` makes and caches
+    it from a [Cout, Cin, 3, 3] weight); bias: [Cout] or None (float32 with half-type x too);
+    indices, count: positions on the output grid [B, 1, ceil(H / stride), ceil(W / stride)].
+    Returns rows [N_max, Cout] in x's dtype: conv2d(x, w, bias, stride, padding=1) there.
+    """
+    check_tensor('x', x, ndim=4)
+    check_tensor('weight', weight, x.device, ndim=2)
+    same_dtype('weight', weight, x)
+    if weight.shape[0] == 0 or weight.shape[0] % 9 or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f'weight must be the tap-major [9 Cout, {x.shape[1]}] for x of shape {tuple(x.shape)}, '
+            f'got {tuple(weight.shape)}'
+        )
+    check_int('stride', stride, 1)
+    grid = x.shape[0] * _conv_out(x.shape[2], 3, stride, 1, 1) * _conv_out(x.shape[3], 3, stride, 1, 1)
+    check_positions(indices, count, x.device, grid)
+    check_optional('bias', bias, x.device, (weight.shape[0] // 9,))
+    return torch.ops.sai.sparse_tap_conv(x, weight, bias, indices, count, stride)
+
+
 def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
     """relu(conv1x1(x, weight) + bias + residual) on a dense map: x [B, Cin, H, W]; weight
     [Cout, Cin, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. One Triton kernel with a fused

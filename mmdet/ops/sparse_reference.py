@@ -111,6 +111,15 @@ def tap_sum(taps: torch.Tensor, bias, stride: int = 1) -> torch.Tensor:
     return out if bias is None else out + bias.to(out.dtype).view(1, channels, 1, 1)
 
 
+def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
+    """x: [B, Cin, H, W], the tap-major weight [9 Cout, Cin] (row t Cout + o holds tap t = 3 i + j of
+    output o), bias: [Cout] or None -> rows [N_max, Cout] of the stride-s, padding-1 3x3 conv."""
+    cout, cin = weight.shape[0] // 9, weight.shape[1]
+    conv_weight = weight.view(3, 3, cout, cin).permute(2, 3, 0, 1).to(x.dtype)  # [Cout, Cin, 3, 3]
+    out = F.conv2d(x, conv_weight, None, stride, padding=1)
+    return _rows(_epilogue(out, None, bias, False), indices, count)
+
+
 def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
     """relu(conv1x1(x, weight) + bias + residual): x [B, Cin, H, W] -> [B, Cout, H, W] (channels-last)."""
     out = F.conv2d(x, weight, bias) + residual

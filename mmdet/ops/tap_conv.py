@@ -1,4 +1,5 @@
-"""Dense 3x3 convolutions with few output channels, as one GEMM over their taps.
+"""3x3 convolutions with few output channels, as one GEMM over their taps: dense, or at the active
+positions only.
 
 A 3x3 conv with Cout outputs equals a 1x1 conv to the 9 Cout tap channels followed by 9 shifted
 adds. With few outputs (the mask predictors, 1 + 1; the deformable offsets, 18) that one GEMM of
@@ -9,6 +10,10 @@ compiled kernel on the CPU, one Triton kernel on CUDA) in place of nine strided 
 the CPU and of cuDNN's direct conv on CUDA, which is slow with so few outputs
 (docs/benchmarks.md). With autograd (training) the CPU adds the taps with the differentiable
 reference and CUDA runs cuDNN's conv, as CUDA also does where Triton does not serve the tap sum.
+
+``sparse_tap_conv3x3`` computes the same conv at the active output positions only (the CPU's DCN
+offsets, inference): ``mmdet.ops.sparse.sparse_tap_conv`` runs the tap GEMM over just the input
+pixels their windows touch and adds the taps at those positions.
 """
 
 import torch
@@ -30,11 +35,38 @@ def tap_conv3x3(
         return F.conv2d(x, weight, bias, stride, padding=1)  # cuDNN
     if torch.is_grad_enabled():
         return sparse_reference.tap_sum(_taps(x, _tap_major(weight)), bias, stride)
+    gemm_weight, bias32 = _gemm_params(weight, bias)
+    return sparse.tap_sum(_taps(x, gemm_weight), bias32, stride)
+
+
+def sparse_tap_conv3x3(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    indices: torch.Tensor,
+    count: torch.Tensor,
+    stride: int = 1,
+) -> torch.Tensor:
+    """conv2d(x, weight, bias, stride, padding=1) at the active output positions, by
+    ``mmdet.ops.sparse.sparse_tap_conv`` (one GEMM over the input pixels their windows touch).
+
+    x: Tensor[B, Cin, H, W]; weight: Tensor[Cout, Cin, 3, 3]; bias: Tensor[Cout] or None; indices,
+    count: positions on the output grid [B, 1, ceil(H / stride), ceil(W / stride)]. Returns rows
+    Tensor[N_max, Cout] in x's dtype. Inference only (the op has no gradient).
+    """
+    if weight.shape[-2:] != (3, 3):
+        raise ValueError(f'sparse_tap_conv3x3 needs a 3x3 weight, got shape {tuple(weight.shape)}')
+    gemm_weight, bias32 = _gemm_params(weight, bias)
+    return sparse.sparse_tap_conv(x, gemm_weight, bias32, indices, count, stride)
+
+
+def _gemm_params(weight: torch.Tensor, bias: torch.Tensor | None):
+    """(the tap-major weight [9 Cout, Cin], bias as float32 [Cout] or None), cached on weight while
+    weight and bias are unchanged."""
     tensors = (weight,) if bias is None else (weight, bias)
-    gemm_weight, bias32 = cached(
+    return cached(
         weight, '_sai_tap_gemm', tensors, lambda: (_tap_major(weight), None if bias is None else bias.float())
     )
-    return sparse.tap_sum(_taps(x, gemm_weight), bias32, stride)
 
 
 def _tap_major(weight: torch.Tensor) -> torch.Tensor:

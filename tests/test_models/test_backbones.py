@@ -268,3 +268,33 @@ def test_init_from_scratch_and_for_a_checkpoint(tmp_path):
             assert conv.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.15)
     with pytest.raises(TypeError, match='pretrained'):
         model.init_weights(pretrained=1)
+
+
+def _randomise_batchnorms(model):
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t in (m.weight, m.bias, m.running_mean):
+                    t.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_fold_batchnorms_keeps_outputs(depth):
+    """Every BN after a plain conv (stem, blocks, downsamples) is folded away; a DCN conv keeps
+    its BN; the outputs stay those of the unfolded model."""
+    model = build_backbone(dict(type='ResNet', depth=depth, base_channels=4, **DCN)).eval()
+    _randomise_batchnorms(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        folded = model.fold_batchnorms()(x)
+    for a, b in zip(folded, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    left = [name for name, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    dcn_convs = [name for name, m in model.named_modules() if isinstance(m, DeformConv2d)]
+    assert left == [name.replace('conv2', 'bn2') for name in dcn_convs] and left
+    assert model.conv1.bias is not None and isinstance(model.bn1, nn.Identity)
+    assert isinstance(model.layer2[0].downsample[1], nn.Identity)
+    with pytest.raises(RuntimeError, match='ResNet.fold_batchnorms: call it in eval mode'):
+        model.train().fold_batchnorms()

@@ -105,19 +105,25 @@ def test_dense_fallback_gives_the_same_result(monkeypatch):
 
 
 @pytest.mark.parametrize('stride', [1, 2])
-def test_dense_offsets_give_the_same_result(monkeypatch, stride):
+@pytest.mark.parametrize('kind', ['random', 'full'])
+def test_offsets_run_as_one_tap_gemm_at_the_positions(stride, kind):
+    """On the CPU the offset conv (padding 1, dilation 1) runs by sparse_tap_conv at any density of
+    mask2; another geometry by sparse_conv (conv1 is the other sparse_conv)."""
     gen = torch.Generator().manual_seed(7)
     block = random_bottleneck(16, 4, stride, True, gen)
     x = torch.randn(1, 16, 9, 11, generator=gen)
-    mask1, mask2 = masks_for('random', 1, 9, 11, stride, gen)
-    expected = dense_masked(block, x, mask1, mask2)
-    tap_calls = []
-    tap_conv = sparse_exec.tap_conv3x3
-    monkeypatch.setattr(sparse_exec, 'tap_conv3x3', lambda *a: tap_calls.append(a[1].shape) or tap_conv(*a))
-    for density in (1.0, 0.0):  # never / always dense where allowed (stride 1 only)
-        monkeypatch.setattr(sparse_exec, 'DENSE_OFFSET_DENSITY', density)
-        assert_close_scaled(sparse_bottleneck_forward(block, x, mask1, mask2)[0], expected)
-    assert tap_calls == ([block.conv2_offset.weight.shape] if stride == 1 else [])
+    mask1 = eval_mask('random', 1, 9, 11, gen)
+    mask2 = eval_mask(kind, 1, output_grid(9, stride), output_grid(11, stride), gen)
+    (out, _), ops = operators(lambda: sparse_bottleneck_forward(block, x, mask1, mask2))
+    assert_close_scaled(out, dense_masked(block, x, mask1, mask2))
+    assert ops.count('sai::sparse_tap_conv') == 1 and ops.count('sai::sparse_conv') == 1  # conv1
+    offset = block.conv2_offset  # the same output grid with padding 2, dilation 2
+    block.conv2_offset = nn.Conv2d(16, 18, 3, stride, padding=2, dilation=2)
+    with torch.no_grad():
+        block.conv2_offset.weight.copy_(torch.randn(offset.weight.shape, generator=gen) * 0.3)
+    (out, _), ops = operators(lambda: sparse_bottleneck_forward(block, x, mask1, mask2))
+    assert_close_scaled(out, dense_masked(block, x, mask1, mask2))
+    assert ops.count('sai::sparse_tap_conv') == 0 and ops.count('sai::sparse_conv') == 2
 
 
 def test_fold_bn_matches_eval_batchnorm():

@@ -74,6 +74,20 @@ def _conv_case(geometry, kind, deform):
     return make
 
 
+def _tap_conv_case(stride, kind, with_bias, size=(9, 11)):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(13)
+        x = torch.randn(2, 5, *size, generator=gen)
+        weight = torch.randn(9 * 4, 5, generator=gen) / 45**0.5  # tap-major [9 Cout, Cin]
+        bias = torch.randn(4, generator=gen)
+        shape = tuple(conv_out(n, 3, stride, 1, 1) for n in size)
+        indices, count = sparse.active_positions(make_mask(kind, 2, *shape, gen, device))
+        bias = bias.to(device) if with_bias else None
+        return x.to(device, dtype), weight.to(device, dtype), bias, indices, count, stride
+
+    return make
+
+
 def _interpolate_case(kind, kernel_size, epilogue):
     def make(device, dtype):
         gen = torch.Generator().manual_seed(3)
@@ -135,6 +149,16 @@ CASES = {
         for g in GEOMETRIES
         if g[0] == 3
         for kind in MASKS
+    },
+    'sparse_tap_conv': {
+        **{
+            f's{stride}-{kind}-{"bias" if with_bias else "nobias"}': _tap_conv_case(stride, kind, with_bias)
+            for stride in (1, 2)
+            for kind in MASKS
+            for with_bias in (True, False)
+        },
+        'one-row': _tap_conv_case(2, 'full', True, size=(1, 4)),  # every window reaches into the padding
+        's3-random': _tap_conv_case(3, 'random', True, size=(13, 11)),  # pixels of no window
     },
     'sparse_interpolate': {
         f'{kind}-k{k}-{"epilogue" if epilogue else "plain"}': _interpolate_case(kind, k, epilogue)

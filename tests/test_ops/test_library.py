@@ -62,7 +62,8 @@ def test_every_op_has_a_backend_on_every_device():
 @pytest.mark.skipif(INTERPRETED, reason='the interpreted run prefers Triton on the CPU')
 def test_backend_choice_and_prefer():
     expected = 'compiled' if has_ops() else 'reference'
-    for op in ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate', 'tap_sum'):
+    compiled_on_cpu = ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate')
+    for op in (*compiled_on_cpu, 'tap_sum', 'sparse_tap_conv'):
         assert library.backend(op, 'cpu') == library.backend(op, torch.device('cpu')) == expected
     for op in ('pointwise_conv', 'eval_mask'):
         assert library.backend(op, 'cpu') == 'reference'

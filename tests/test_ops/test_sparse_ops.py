@@ -114,6 +114,52 @@ def test_convs_match_reference(kernels, op, dtype, channels_last):
         assert_close(_valid_rows(rows, count).cpu(), getattr(ref, op)(*_double(args)), dtype)
 
 
+def tap_conv_loop(x, weight, bias, indices, count, stride):
+    """The tap conv by a loop over positions and their in-map taps, in float64: row r =
+    bias + sum_t weight[t Cout : (t + 1) Cout] @ x[b, :, s yo - 1 + i, s xo - 1 + j], t = 3 i + j."""
+    x, weight = x.cpu().double(), weight.cpu().double()
+    batch, _, height, width = x.shape
+    cout, out_h, out_w = weight.shape[0] // 9, (height - 1) // stride + 1, (width - 1) // stride + 1
+    rows = []
+    for pos in indices[: int(count.item())].tolist():
+        b, yo, xo = pos // (out_h * out_w), pos // out_w % out_h, pos % out_w
+        row = torch.zeros(cout, dtype=torch.float64) if bias is None else bias.cpu().double().clone()
+        for t in range(9):
+            y, xx = stride * yo - 1 + t // 3, stride * xo - 1 + t % 3
+            if 0 <= y < height and 0 <= xx < width:
+                row += weight[t * cout : (t + 1) * cout] @ x[b, :, y, xx]
+        rows.append(row)
+    return torch.stack(rows) if rows else torch.zeros(0, cout, dtype=torch.float64)
+
+
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_sparse_tap_conv_matches_loop_oracle(device, dtype, channels_last):
+    for name, case in CASES['sparse_tap_conv'].items():
+        x, weight, bias, indices, count, stride = case(device, dtype)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        rows = sparse.sparse_tap_conv(x, weight, bias, indices, count, stride)
+        assert rows.dtype == dtype and rows.shape == (indices.shape[0], weight.shape[0] // 9), name
+        expected = tap_conv_loop(x, weight, bias, indices, count, stride)
+        assert_close(_valid_rows(rows, count).cpu(), expected, dtype)
+
+
+def test_sparse_tap_conv_hand_computed(device):
+    # a 3 x 3 map x = 0..8, one output whose tap t has weight t + 1: the centre's window reads
+    # pixel t at tap t; the corner (0, 0) reads taps 4, 5, 7, 8 at pixels 0, 1, 3, 4
+    x = torch.arange(9.0, device=device).view(1, 1, 3, 3)
+    weight = torch.arange(1.0, 10.0, device=device).view(9, 1)
+    idx = torch.tensor([0, 4], dtype=torch.int32, device=device)
+    cnt = torch.tensor([2], dtype=torch.int32, device=device)
+    rows = sparse.sparse_tap_conv(x, weight, torch.tensor([0.5], device=device), idx, cnt, 1)
+    centre = sum((t + 1) * t for t in range(9))
+    assert rows.flatten().tolist() == [5 * 0 + 6 * 1 + 8 * 3 + 9 * 4 + 0.5, centre + 0.5]
+    # stride 2: position (1, 1) of the 2 x 2 grid is centred on pixel (2, 2) and reads taps 0, 1, 3, 4
+    idx, cnt = (torch.tensor([v], dtype=torch.int32, device=device) for v in (3, 1))
+    rows = sparse.sparse_tap_conv(x, weight, None, idx, cnt, 2)
+    assert rows.flatten().tolist() == [1 * 4 + 2 * 5 + 4 * 7 + 5 * 8]
+
+
 @pytest.mark.parametrize('case', list(CASES['sparse_interpolate']))
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -209,11 +255,19 @@ def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
     offset = torch.randn(idx.numel(), 18, generator=gen)
     rows = torch.randn(idx.numel(), 8, generator=gen)
 
+    taps = torch.randn(9 * 5, 8, generator=gen)
+    # the tap conv with the GEMM over x's rows (full mask), over the gathered ones (border mask), and
+    # stride 2's four GEMMs
+    tap_masks = [sparse.active_positions(make_mask(kind, 2, 21, 17, gen)) for kind in ('full', 'border')]
+    tap_masks_s2 = sparse.active_positions(make_mask('full', 2, 11, 9, gen))
+
     def run():
         return (
             sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1),
             sparse.sparse_deform_conv(x, offset, weight, idx, cnt, 1, 1, 1),
             sparse.sparse_interpolate(rows, idx, cnt, mask, 1.1, 7, None, x, relu=True),
+            *(sparse.sparse_tap_conv(x, taps, None, *positions, 1) for positions in tap_masks),
+            sparse.sparse_tap_conv(x, taps, None, *tap_masks_s2, 2),
         )
 
     threads = torch.get_num_threads()
@@ -225,9 +279,50 @@ def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
     finally:
         torch.set_num_threads(threads)
     assert library.backend('sparse_conv', 'cpu') == 'compiled'
-    assert int(cnt) > 64  # more rows than one thread's grain
+    counts = (cnt, tap_masks[1][1], tap_masks_s2[1])
+    assert min(int(c) for c in counts) > 64  # more rows than one thread's grain
     for a, b in zip(single, multi):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('kind', MASKS)
+@pytest.mark.parametrize('isa', ['avx512', 'avx2', 'baseline'])
+def test_cpu_interpolate_vector_code_of_each_isa(monkeypatch, isa, kind):
+    """The float32 vector code of the CPU kernel for each ISA that SAI_DET_CPU_ISA lets it use
+    (capped by what this CPU has): 95 channels take blocks of 4 vectors, single vectors and the
+    scalar rest at every width (16, 8, 4 lanes). Against the loop oracle, and bit for bit on 1
+    and 3 threads."""
+    monkeypatch.setenv('SAI_DET_CPU_ISA', isa)
+    gen = torch.Generator().manual_seed(11)
+    mask = make_mask(kind, 2, 13, 10, gen)
+    idx, cnt = sparse.active_positions(mask)
+    rows = torch.randn(idx.numel(), 95, generator=gen)
+    bias, residual = torch.randn(95, generator=gen), torch.randn(2, 95, 13, 10, generator=gen)
+    expected = interpolate_loop(_scatter(rows, idx, cnt, mask), mask, 1.3, 7)
+    threads = torch.get_num_threads()
+    outputs = []
+    with serving(('cpu', 'compiled')):
+        try:
+            for n in (1, 3):
+                torch.set_num_threads(n)
+                plain = sparse.sparse_interpolate(rows, idx, cnt, mask, 1.3, 7)
+                fused = sparse.sparse_interpolate(rows, idx, cnt, mask, 1.3, 7, bias, residual, relu=True)
+                outputs.append((plain, fused))
+        finally:
+            torch.set_num_threads(threads)
+    (plain, fused), (plain3, fused3) = outputs
+    assert_close(plain, expected, torch.float32)
+    assert_close(fused, (expected + bias.double()[:, None, None] + residual.double()).relu(), torch.float32)
+    assert torch.equal(plain, plain3) and torch.equal(fused, fused3)
+
+
+def test_cpu_isa_cap_must_be_known(monkeypatch):
+    monkeypatch.setenv('SAI_DET_CPU_ISA', 'sse9')
+    mask = torch.ones(1, 1, 3, 3)
+    idx, cnt = sparse.active_positions(mask)
+    rows = torch.randn(idx.numel(), 2)
+    with serving(('cpu', 'compiled')), pytest.raises(RuntimeError, match='SAI_DET_CPU_ISA must be avx512'):
+        sparse.sparse_interpolate(rows, idx, cnt, mask, 1.0)
 
 
 @needs_ext
@@ -281,6 +376,16 @@ def test_bad_inputs_name_the_argument():
         sparse.sparse_interpolate(rows[:3], idx, cnt, mask, 1.0)
     with pytest.raises(ValueError, match='taps'):
         sparse.tap_sum(torch.zeros(1, 2, 2, 10))
+    with pytest.raises(ValueError, match=r'weight must be the tap-major \[9 Cout, 3\]'):
+        sparse.sparse_tap_conv(x, torch.randn(10, 3), None, idx, cnt)
+    with pytest.raises(ValueError, match=r'weight must be the tap-major \[9 Cout, 3\]'):
+        sparse.sparse_tap_conv(x, torch.randn(18, 4), None, idx, cnt)
+    with pytest.raises(ValueError, match='weight must be 2-D'):
+        sparse.sparse_tap_conv(x, torch.randn(2, 3, 3, 3), None, idx, cnt)
+    with pytest.raises(ValueError, match=r'bias must have shape \(2,\)'):
+        sparse.sparse_tap_conv(x, torch.randn(18, 3), torch.zeros(3), idx, cnt)
+    with pytest.raises(ValueError, match='indices must have at most 9 entries'):  # 3 x 3 output grid
+        sparse.sparse_tap_conv(x, torch.randn(18, 3), None, idx, cnt, stride=2)
     with pytest.raises(ValueError, match='residual must have shape'):
         sparse.pointwise_conv(x, torch.randn(2, 3, 1, 1), torch.zeros(2), torch.zeros(1, 3, 5, 5))
 
@@ -312,6 +417,15 @@ def test_compiled_kernels_keep_the_checks_that_protect_memory():
         )  # fmt: skip
     with pytest.raises(RuntimeError, match='bias must have shape'):
         torch.ops.sai_det.tap_sum(torch.zeros(1, 2, 2, 18), torch.zeros(3), 1)
+    idx = torch.tensor([25], dtype=torch.int32)
+    with pytest.raises(RuntimeError, match=r'indices must lie in \[0, 25\)'):
+        torch.ops.sai_det.sparse_tap_conv(x, torch.randn(18, 3), None, idx, cnt, 1)
+    with pytest.raises(RuntimeError, match=r'indices must lie in \[0, 9\)'):  # stride 2: 3 x 3 grid
+        torch.ops.sai_det.sparse_tap_conv(x, torch.randn(18, 3), None, idx - 16, cnt, 2)
+    with pytest.raises(RuntimeError, match='weight must be the tap-major'):
+        torch.ops.sai_det.sparse_tap_conv(x, torch.randn(18, 4), None, idx - 20, cnt, 1)
+    with pytest.raises(RuntimeError, match='bias must have shape'):
+        torch.ops.sai_det.sparse_tap_conv(x, torch.randn(18, 3), torch.zeros(3), idx - 20, cnt, 1)
 
 
 @needs_ext
@@ -327,6 +441,10 @@ def test_compiled_kernels_read_only_the_first_count_entries():
     rows = torch.ops.sai_det.sparse_conv(x, weight, padded, cnt, 1, 1, 1, None, None, False)
     assert torch.equal(rows[: idx.numel()], sparse.sparse_conv(x, weight, idx, cnt, 1, 1, 1))
     assert rows.shape == (30, 4) and not rows[idx.numel() :].any()
+    taps = torch.randn(36, 3, generator=gen)
+    rows_tap = torch.ops.sai_det.sparse_tap_conv(x, taps, None, padded, cnt, 1)
+    assert torch.equal(rows_tap[: idx.numel()], sparse.sparse_tap_conv(x, taps, None, idx, cnt, 1))
+    assert rows_tap.shape == (30, 4) and not rows_tap[idx.numel() :].any()
     sigma = torch.tensor(1.2)
     out = torch.ops.sai_det.sparse_interpolate(rows, padded, cnt, mask, sigma, 7, None, None, False)
     assert torch.equal(out, sparse.sparse_interpolate(rows[: idx.numel()], idx, cnt, mask, sigma))

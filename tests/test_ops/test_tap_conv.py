@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mmdet.ops import has_ops, sparse, sparse_reference
-from mmdet.ops.tap_conv import tap_conv3x3
+from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_conv3x3
 
 
 @pytest.mark.parametrize('stride', [1, 2])
@@ -59,6 +59,26 @@ def test_tap_conv3x3_without_autograd_equals_conv2d():
             out = tap_conv3x3(x.contiguous(memory_format=layout), weight, bias, stride)
             expected = F.conv2d(x, weight, bias, stride, padding=1)
             torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_sparse_tap_conv3x3_equals_conv2d_at_the_positions(stride, with_bias):
+    """The conv weight [Cout, Cin, 3, 3] laid out as the op's tap-major GEMM weight (cached): rows
+    of conv2d at the active positions."""
+    gen = torch.Generator().manual_seed(10 + stride)
+    x = torch.randn(2, 6, 9, 12, generator=gen)
+    weight = torch.randn(18, 6, 3, 3, generator=gen)
+    bias = torch.randn(18, generator=gen) if with_bias else None
+    out_h, out_w = (9 - 1) // stride + 1, (12 - 1) // stride + 1
+    indices, count = sparse.active_positions((torch.rand(2, 1, out_h, out_w, generator=gen) < 0.4).float())
+    with torch.no_grad():
+        rows = sparse_tap_conv3x3(x, weight, bias, indices, count, stride)
+    dense = F.conv2d(x, weight, bias, stride, padding=1)
+    expected = dense.permute(0, 2, 3, 1).reshape(-1, 18)[indices.long()]
+    torch.testing.assert_close(rows, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='3x3 weight'):
+        sparse_tap_conv3x3(x, torch.randn(18, 6, 1, 1), bias, indices, count, stride)
 
 
 def test_tap_conv3x3_keeps_gradients():

@@ -10,6 +10,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.ops import DeformConv2d
 
 from mmdet.registry import BACKBONES
@@ -437,6 +438,31 @@ class ResNet(nn.Module):
             for m in self.modules():
                 if isinstance(m, nn.BatchNorm2d):
                     m.eval()
+        return self
+
+    def _conv_bn_pairs(self):
+        """(owner, conv name, BatchNorm name) of every eval BatchNorm that directly follows a plain
+        Conv2d: the stem, and each block's convs (DCN convs excluded) and downsample."""
+        yield self, 'conv1', 'bn1'
+        for name in self.layer_names:
+            for block in getattr(self, name):
+                for i in (1, 2, 3):
+                    if isinstance(getattr(block, f'conv{i}', None), nn.Conv2d):
+                        yield block, f'conv{i}', f'bn{i}'
+                if block.downsample is not None:
+                    yield block.downsample, '0', '1'
+
+    def fold_batchnorms(self):
+        """Inference only: fold every BatchNorm of ``_conv_bn_pairs`` into the conv before it (the
+        conv gets BN's scale in its weight and a bias), leaving nn.Identity in its place, as an
+        inference engine would: the same outputs within float rounding, one pass over each map
+        less. The model cannot be trained afterwards. Returns self."""
+        if self.training:
+            raise RuntimeError(f'{type(self).__name__}.fold_batchnorms: call it in eval mode')
+        for owner, conv_name, bn_name in list(self._conv_bn_pairs()):
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(owner, bn_name, nn.Identity())
         return self
 
     def stem(self, x):

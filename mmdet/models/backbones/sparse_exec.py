@@ -14,11 +14,12 @@ fused (``pointwise_conv``). There the interpolation is bound by memory traffic, 
 the GFLOPs counter still counts conv3 at mask2's density.
 
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
-densely (channels-last conv, then its rows are picked), and so does the stride-1 offset conv
-above ``DENSE_OFFSET_DENSITY`` (as one GEMM over its taps, ``tap_conv3x3``), which is faster
-there; on the GPU the offset conv always runs densely (cuDNN). docs/ops.md and
-docs/benchmarks.md have the measurements. Deformable convolutions always run sparse; DCNv2
-(``dcn.modulated``) is refused: the sparse deformable kernels take no modulation mask.
+densely (channels-last conv, then its rows are picked). The offset conv (3x3, Cin -> 18) runs on
+the CPU at the active positions as one GEMM over the input pixels their windows touch
+(``sparse_tap_conv``) at every density: it was never clearly slower than the dense tap GEMM; on
+the GPU it always runs densely (``tap_conv3x3``). docs/ops.md and docs/benchmarks.md have the
+measurements. Deformable convolutions always run sparse; DCNv2 (``dcn.modulated``) is refused:
+the sparse deformable kernels take no modulation mask.
 The interpolations use the block's ``gaussian_kernel``.
 """
 
@@ -33,7 +34,7 @@ from mmdet.ops.sparse import (
     sparse_deform_conv,
     sparse_interpolate,
 )
-from mmdet.ops.tap_conv import tap_conv3x3
+from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_conv3x3
 
 SPARSE_DCNV2_ERROR = (
     "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
@@ -42,9 +43,6 @@ SPARSE_DCNV2_ERROR = (
 # Mask density above which a plain conv runs densely on the CPU, by kernel size (1x1 convs:
 # the sparse kernel was never slower, even at density 1; docs/ops.md has the measurements).
 DENSE_FALLBACK_DENSITY = {3: 0.9}
-# Mask density above which the stride-1 3x3 offset conv (Cin -> 18) runs densely on the CPU: its
-# sparse kernel gathers 9 Cin-wide patches per position for only 18 outputs.
-DENSE_OFFSET_DENSITY = 0.4
 
 
 def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,23 +55,45 @@ def fold_bn(bn: torch.nn.BatchNorm2d, conv_bias=None) -> tuple[torch.Tensor, tor
     return scale, bn.bias + shift * scale
 
 
+def _folded_conv(conv, bn) -> tuple[torch.Tensor, torch.Tensor]:
+    """conv (no groups) followed by eval BatchNorm as one conv: (weight [Cout, Cin, k, k], bias [Cout])."""
+    scale, bias = fold_bn(bn, conv.bias)
+    return conv.weight * scale[:, None, None, None], bias
+
+
+def _downsample_parts(block):
+    """(conv, bn) of the block's downsample, or None when it has none."""
+    if block.downsample is None:
+        return None
+    parts = tuple(block.downsample)
+    kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d)
+    if len(parts) != 2 or not all(isinstance(part, kind) for part, kind in zip(parts, kinds)):
+        raise ValueError(
+            f'sparse execution needs a downsample of (Conv2d, BatchNorm2d), got {block.downsample}'
+        )
+    return parts
+
+
 def _folded_params(block) -> tuple[torch.Tensor, ...]:
     """(scale1, bias1, scale2, bias2, weight3 [4P, P, 1, 1] with bn3's scale folded in, bias3,
-    sigma1, sigma2 as float32 0-dim tensors), cached on the block while its convs, BNs and
-    sigmas are unchanged (in eval they are constants; folding them anew in every forward would
-    launch ~20 small kernels per block).
+    sigma1, sigma2 as float32 0-dim tensors, and the downsample's conv with its BN folded in as
+    (weight, bias), or (None, None) without a downsample), cached on the block while its convs,
+    BNs and sigmas are unchanged (in eval they are constants; folding them anew in every forward
+    would launch ~20 small kernels per block, and the unfolded downsample BN is one more pass over
+    the block's output map).
     """
-    modules = (block.conv1, block.bn1, block.conv2, block.bn2, block.conv3, block.bn3)
+    downsample = _downsample_parts(block)
+    modules = (block.conv1, block.bn1, block.conv2, block.bn2, block.conv3, block.bn3, *(downsample or ()))
     tensors = [t for m in modules for t in (*m.parameters(recurse=False), *m.buffers(recurse=False))]
     tensors += [block.conv1_sigma, block.conv2_sigma]
 
     def fold():
         scale1, bias1 = fold_bn(block.bn1, block.conv1.bias)
         scale2, bias2 = fold_bn(block.bn2, block.conv2.bias)
-        scale3, bias3 = fold_bn(block.bn3, block.conv3.bias)
-        weight3 = block.conv3.weight * scale3[:, None, None, None]
+        weight3, bias3 = _folded_conv(block.conv3, block.bn3)
         sigmas = [s.detach().float() for s in (block.conv1_sigma, block.conv2_sigma)]
-        return scale1, bias1, scale2, bias2, weight3, bias3, *sigmas
+        identity = (None, None) if downsample is None else _folded_conv(*downsample)
+        return scale1, bias1, scale2, bias2, weight3, bias3, *sigmas, *identity
 
     return cached(block, '_folded_cache', tensors, fold)
 
@@ -140,13 +160,14 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
     return _choose(_denser_than(count, mask, threshold), dense, sparse, x, indices, count)
 
 
-def _offset_rows(conv, x, indices, count, mask):
-    """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions of mask.
+def _offset_rows(conv, x, indices, count):
+    """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions ``indices``.
 
-    Computed densely and picked where that is cheaper: always on the GPU (as one GEMM over the
-    taps, ``tap_conv3x3``: cuDNN's direct conv with 18 outputs was already as fast as the sparse
-    kernel or up to 3x faster in every case of the kernel table in docs/benchmarks.md), and on
-    the CPU for stride 1 above ``DENSE_OFFSET_DENSITY`` (also as the tap GEMM).
+    On the GPU computed densely and picked (as one GEMM over the taps, ``tap_conv3x3``: cuDNN's
+    direct conv with 18 outputs was already as fast as the sparse kernel or up to 3x faster in every
+    case of the kernel table in docs/benchmarks.md). On the CPU by ``sparse_tap_conv`` (one GEMM
+    over the input pixels the positions' windows touch, N = 9 x 18 columns) for padding 1 and
+    dilation 1, by ``sparse_conv`` for any other geometry.
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
     tap_geometry = (padding, dilation) == (1, 1)
@@ -154,17 +175,9 @@ def _offset_rows(conv, x, indices, count, mask):
         if tap_geometry:
             return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias, stride), indices)
         return _picked_rows(F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), indices)
-
-    def sparse(x, indices, count):
-        return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
-
-    if not (tap_geometry and stride == 1):
-        return sparse(x, indices, count)
-
-    def dense(x, indices, count):
-        return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias), indices)
-
-    return _choose(_denser_than(count, mask, DENSE_OFFSET_DENSITY), dense, sparse, x, indices, count)
+    if tap_geometry:
+        return sparse_tap_conv3x3(x, conv.weight, conv.bias, indices, count, stride)
+    return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
 
 
 @torch.no_grad()
@@ -187,7 +200,7 @@ def sparse_bottleneck_forward(
     if block.dcn_modulated:
         raise ValueError(SPARSE_DCNV2_ERROR.format(owner='sparse_bottleneck_forward'))
     x = x.contiguous(memory_format=torch.channels_last)  # the kernels read channels-last: convert once
-    scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2 = _folded_params(block)
+    scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2, weight_d, bias_d = _folded_params(block)
     idx1, cnt1 = active_positions(mask1)
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
     kernel = block.gaussian_kernel
@@ -195,13 +208,16 @@ def sparse_bottleneck_forward(
 
     idx2, cnt2 = active_positions(mask2)
     if block.with_dcn:
-        offset = _offset_rows(block.conv2_offset, x, idx2, cnt2, mask2)
+        offset = _offset_rows(block.conv2_offset, x, idx2, cnt2)
         geometry = _geometry(block.conv2, 'conv2')
         rows2 = sparse_deform_conv(h1, offset, block.conv2.weight, idx2, cnt2, *geometry, scale2, bias2, True)
     else:
         rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
 
-    identity = x if block.downsample is None else block.downsample(x)
+    identity = x
+    if weight_d is not None:
+        conv_d = block.downsample[0]
+        identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)
     if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
         h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2, kernel)
         return pointwise_conv(h2, weight3, bias3, identity), (cnt1, cnt2)

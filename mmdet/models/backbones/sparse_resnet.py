@@ -348,6 +348,11 @@ class SparseResNet(ResNet):
             for m in (block, block.conv1_gumbel, block.conv2_gumbel):
                 m.training = self.training
 
+    def _conv_bn_pairs(self):
+        """The stem's only: the blocks fold their BatchNorms in exact sparse execution themselves
+        and keep them for the dense-masked path."""
+        yield self, 'conv1', 'bn1'
+
     def sparse_blocks(self):
         """All blocks in network order (layer1.0, layer1.1, ..., layer4.2)."""
         return [block for name in self.layer_names for block in getattr(self, name)]
