@@ -15,13 +15,7 @@ DCN = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    # two oversubscribed threads on a shared CPU are ~8x slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 @pytest.mark.parametrize(

@@ -10,12 +10,7 @@ from mmdet.ops import has_ops, library
 needs_ext = pytest.mark.skipif(not has_ops(), reason='compiled ops not built')
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def tiny(depth=50, **kwargs):

@@ -63,14 +63,6 @@ DEVICES = [
 ]
 
 
-@pytest.fixture
-def no_tf32():
-    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-
-
 @pytest.mark.parametrize('device', DEVICES)
 def test_sparse_detector_reproduces_dense_masked_detections(tmp_path, device, no_tf32):
     data_root = make_demo_data(str(tmp_path / 'demo'), seed=1, num_train=1, num_val=3)

@@ -25,13 +25,7 @@ DEVICES = [
 ]
 
 
-@pytest.fixture(autouse=True, scope='module')
-def single_thread():
-    # two oversubscribed threads on a shared CPU are ~8x slower than one
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_thread')
 
 
 def tiny(depth=18, **kwargs):
@@ -311,16 +305,6 @@ def test_tiny_sparse_resnet_learns_to_sample_less():
         optimizer.step()
     after = eval_density()
     assert before > 0.9 and after < before - 0.3
-
-
-@pytest.fixture
-def no_tf32():
-    # cuDNN runs float32 convs in TF32 by default: the dense reference would be ~1e-3 off the
-    # sparse kernels' float32, enough to flip a Gumbel sample near 0.5 in a later block
-    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 @pytest.mark.parametrize('gaussian_kernel', [7, 5])

@@ -4,11 +4,10 @@ resumed exactly, and a one-process DDP train + test through tools/dist_train.sh 
 tools/dist_test.sh (NCCL on CUDA, gloo on the CPU) on the sparse demo detector."""
 
 import os
-import subprocess
 
 import pytest
 import torch
-from tool_helpers import REPO, demo_cfg_options, free_port, train_toy
+from tool_helpers import REPO, demo_cfg_options, free_port, run_script, train_toy
 
 from mmdet.core.evaluation import load_results
 from mmdet.datasets.demo import DEMO_CLASSES, make_demo_data
@@ -45,14 +44,7 @@ def test_mixed_precision_resume_continues_the_run_exactly(toy_cfg, logger, tmp_p
 
 
 def _script(name, args, env, cwd):
-    run = subprocess.run(
-        ['bash', str(REPO / 'tools' / name), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_script(name, args, env, cwd, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from tool_helpers import HERE, REPO, TOY_CONFIG, free_port
+from tool_helpers import HERE, REPO, TOY_CONFIG, free_port, run_script
 
 from mmdet.core.evaluation import load_results
 from mmdet.models import build_detector
@@ -19,17 +19,6 @@ SCRIPTS = {
     'slurm_train.sh': 'PARTITION JOB_NAME CONFIG WORK_DIR',
     'slurm_test.sh': 'PARTITION JOB_NAME CONFIG CHECKPOINT',
 }
-
-
-def _run(script, args, env, cwd):
-    return subprocess.run(
-        ['bash', str(REPO / 'tools' / script), *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
 
 
 @pytest.fixture
@@ -63,14 +52,14 @@ def _check_toy_results(path):
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_scripts_parse_and_explain_their_usage(script, tool_env, tmp_path):
     assert subprocess.run(['bash', '-n', str(REPO / 'tools' / script)]).returncode == 0
-    run = _run(script, [], tool_env, tmp_path)
+    run = run_script(script, [], tool_env, tmp_path)
     assert run.returncode == 2 and f'usage: {REPO / "tools" / script} {SCRIPTS[script]} [' in run.stderr
 
 
 def test_script_arguments_are_checked(tool_env, tmp_path):
-    run = _run('dist_test.sh', ['cfg.py', 'ckpt.pth', 'two'], tool_env, tmp_path)
+    run = run_script('dist_test.sh', ['cfg.py', 'ckpt.pth', 'two'], tool_env, tmp_path)
     assert run.returncode == 2 and 'GPUS: processes per node, a positive integer' in run.stderr
-    run = _run(
+    run = run_script(
         'slurm_train.sh', ['p', 'j', 'cfg.py', 'work'], dict(tool_env, GPUS='8', CPUS_PER_TASK='0'), tmp_path
     )
     assert run.returncode == 2 and "CPUS_PER_TASK must be a positive integer, got '0'" in run.stderr
@@ -80,7 +69,7 @@ def test_script_arguments_are_checked(tool_env, tmp_path):
 def test_slurm_train_runs_one_task_per_gpu(tmp_path, slurm_env):
     work = tmp_path / 'work'
     env = dict(slurm_env, GPUS='2', SRUN_ARGS='--time=5 --qos=normal')
-    run = _run(
+    run = run_script(
         'slurm_train.sh',
         [
             'dev',
@@ -118,7 +107,7 @@ def test_slurm_train_runs_one_task_per_gpu(tmp_path, slurm_env):
 def test_slurm_test_gathers_the_results_through_tmpdir(tmp_path, slurm_env, toy_checkpoint):
     out, collect = tmp_path / 'results.pkl', tmp_path / 'collect'
     env = dict(slurm_env, GPUS='2', GPUS_PER_NODE='1', CPUS_PER_TASK='2')
-    run = _run(
+    run = run_script(
         'slurm_test.sh',
         ['dev', 'toy', str(TOY_CONFIG), str(toy_checkpoint), '--device', 'cpu', '--out', str(out),
          '--eval', 'bbox', '--tmpdir', str(collect)],
@@ -137,7 +126,7 @@ def test_dist_test_evaluates_bbox_unless_told_otherwise(tmp_path, tool_env, toy_
     out = tmp_path / 'results.pkl'
     tool_env['PORT'] = free_port()
     args = [str(TOY_CONFIG), str(toy_checkpoint), '2', '--out', str(out), '--device', 'cpu']
-    run = _run('dist_test.sh', args, tool_env, tmp_path)
+    run = run_script('dist_test.sh', args, tool_env, tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert 'bbox_mAP: 1.0' in run.stdout  # --eval bbox was added
     _check_toy_results(out)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import socket
+import subprocess
 from pathlib import Path
 
 from mmdet.apis.train import train_detector
@@ -13,6 +14,18 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TOY_CONFIG = HERE / 'toy_config.py'
 SEED = 7
+
+
+def run_script(name, args, env, cwd, timeout=240):
+    """``bash tools/<name> args...`` in ``cwd`` with ``env``: the CompletedProcess (text output)."""
+    return subprocess.run(
+        ['bash', str(REPO / 'tools' / name), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def load_tool(name):
