@@ -3,7 +3,7 @@
     python tools/benchmark.py CONFIG [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--batch 1 8]
         [--resolution 500] [--target-gflops 164.8 120.3 94.4 71.4 full | --masks-from CKPT --images DIR]
         [--pattern clustered|random] [--what backbone|detector] [--repeats N] [--warmup N] [--out FILE]
-        [--profile N] [--compile [BACKEND]]
+        [--profile N] [--stages] [--compile [BACKEND]]
 
 Variants (``mmdet.apis.benchmark``), all built from CONFIG's ``model.backbone``:
 ``dense-dcn`` (ResNet with the config's DCN stages, torchvision deform conv), ``dense`` (the same
@@ -38,6 +38,12 @@ expensive kernels (CPU: operators) by name with their counts. Every row also say
 operators (CPU; CUDA: kernels) one forward dispatches (``ops``; ``ops_per_block``: over the
 residual blocks of the backbone).
 
+``--stages`` also times the parts of every timed forward (``mmdet.apis.benchmark.stage_spans``:
+the stem and the four stages of the backbone; for a detector also its neck, RPN head, RoI
+extractor and box head) and prints their medians side by side, with each variant's speed-up over
+``dense`` per part. It uses forward hooks, so backbones run eagerly on the GPU then (no CUDA
+graph; a synchronisation at both ends of each part); not with ``--compile``.
+
 ``--compile [BACKEND]`` times every variant a second time, compiled (``mmdet.apis.compile``: the
 backbone, or the detector's backbone and neck; default backend inductor), in a row named
 ``<variant>+<backend>`` with ``vs_eager`` (speed-up over the eager row). Compiling takes minutes on
@@ -60,6 +66,7 @@ from mmdet.apis.benchmark import (
     add_ratios,
     check_targets,
     environment,
+    format_stages,
     format_table,
     prepare_variant,
     time_variants,
@@ -102,6 +109,7 @@ def parse_args(argv=None):
                         help="CPU: keep glibc malloc's defaults (see keep_freed_memory)")  # fmt: skip
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='print the N costliest kernels (CPU: operators) of one forward')  # fmt: skip
+    parser.add_argument('--stages', action='store_true', help='also time the parts of each forward (eager)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='results file, .csv or .json')
     add_compile_option(parser)
@@ -121,6 +129,8 @@ def parse_args(argv=None):
         parser.error(f'--images: no such folder {args.images!r}')
     if args.out and Path(args.out).suffix not in ('.csv', '.json'):
         parser.error(f'--out {args.out}: expected a .csv or .json file')
+    if args.stages and args.compile:
+        parser.error('--stages times eager forwards: not with --compile')
     if args.repeats is None:
         args.repeats = 20 if args.device == 'cuda' else 5
     if args.warmup is None:
@@ -175,6 +185,7 @@ def main(argv=None):
         cuda_graph=not args.no_graph,
         masks_from=args.masks_from,
         compile=args.compile,
+        stages=args.stages,
     )
     cfg = load_config(args.config)
     cfgs = variant_cfgs(cfg.model.backbone)
@@ -202,6 +213,7 @@ def main(argv=None):
     meta.update(gflops_resolution=args.gflops_resolution, repeats=args.repeats, warmup=args.warmup)
     print(json.dumps(meta, default=str))
     print('\n'.join(format_table(rows)))
+    print('\n'.join(format_stages(rows)))
     for line in check_targets(rows, args.what):
         print(line)
     if args.out:

@@ -22,6 +22,7 @@ import platform
 import re
 import statistics
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class BenchSettings:
     cuda_graph: bool = True
     masks_from: str | None = None
     compile: str | None = None
+    stages: bool = False
 
 
 def variant_cfgs(backbone_cfg):
@@ -249,6 +251,42 @@ def build_model(settings, cfg, backbone_cfg):
     return model.to(settings.device, settings.dtype).to(memory_format=torch.channels_last)
 
 
+def stage_spans(model, what):
+    """{part: (first module, last module)} of one forward, in order: the backbone's stem (conv1
+    to the max-pool) and stages (first to last block); for a detector also its neck, RPN head,
+    RoI extractor and box head (the proposals' NMS and the detections' post-processing between
+    them are in no part)."""
+    backbone = model.backbone if what == 'detector' else model
+    spans = {'stem': (backbone.conv1, backbone.maxpool)}
+    spans.update(
+        (name, (getattr(backbone, name)[0], getattr(backbone, name)[-1])) for name in backbone.layer_names
+    )
+    if what == 'detector':
+        spans.update(
+            (name, (getattr(model, name),) * 2)
+            for name in ('neck', 'rpn_head', 'bbox_roi_extractor', 'bbox_head')
+        )
+    return spans
+
+
+def record_stages(spans, device, runs):
+    """Hooks on ``spans`` (``stage_spans``) that append the seconds of each part to
+    ``runs[part]`` at every forward (the GPU synchronised at both ends of a part)."""
+
+    def now():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    for name, (first, last) in spans.items():
+        started = []
+        runs[name] = []
+        first.register_forward_pre_hook(lambda module, args, started=started: started.append(now()))
+        last.register_forward_hook(
+            lambda module, args, out, name=name, started=started: runs[name].append(now() - started.pop())
+        )
+
+
 def count_dispatched(fn, device) -> int:
     """What one call of ``fn`` dispatches: on the CPU the operators called from Python or from a
     compiled graph's wrapper, and the kernels Inductor generated (those of an operator, e.g. the
@@ -336,7 +374,8 @@ def prepare_variant(
         if settings.profile:
             forward(x)  # once before, so that compilation and autotuning stay out of the profile
             profile_forward(f'{row["variant"]} b{batch}', fn, device, settings.profile)
-        if device.type == 'cuda' and settings.what == 'backbone' and settings.cuda_graph and not compiled:
+        graph = settings.cuda_graph and not (compiled or settings.stages)
+        if device.type == 'cuda' and settings.what == 'backbone' and graph:
             try:
                 fn, row['graph'] = graphed(forward, x), True
             except Exception as err:  # noqa: BLE001 - report and time eagerly
@@ -344,6 +383,9 @@ def prepare_variant(
                 torch.cuda.synchronize()
         for _ in range(settings.warmup):
             fn()
+    if settings.stages:  # from here on: the timed runs
+        row['stage_runs'] = {}
+        record_stages(stage_spans(model, settings.what), device, row['stage_runs'])
     if device.type == 'cuda':
         torch.cuda.synchronize()
         row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
@@ -367,6 +409,8 @@ def time_variants(prepared, device, repeats):
             img_per_s=row['batch'] / median,
         )
         row.setdefault('peak_mem_mb', None)
+        if 'stage_runs' in row:
+            row['stages_ms'] = {k: 1e3 * statistics.median(v) for k, v in row.pop('stage_runs').items()}
 
 
 def add_ratios(rows):
@@ -416,6 +460,36 @@ def format_table(rows):
     cells = [COLUMNS] + [[_fmt(r.get(c)) for c in COLUMNS] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     return ['  '.join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+
+
+def format_stages(rows):
+    """The rows' ``stages_ms`` as text lines: a column of milliseconds per row (and, beside each
+    row but the dense one, its speed-up over the dense row of its batch size), a part per line."""
+    timed = [r for r in rows if 'stages_ms' in r]
+    if not timed:
+        return []
+    header, columns = ['part'], []
+    for row in timed:
+        dense = next((r for r in timed if r['variant'] == 'dense' and r['batch'] == row['batch']), None)
+        name = f'{row["variant"]} b{row["batch"]}'
+        columns.append(
+            [name] + [_fmt(v) for v in row['stages_ms'].values()] + [_fmt(sum(row['stages_ms'].values()))]
+        )
+        if dense is not None and dense is not row:
+            ratios = [dense['stages_ms'][k] / v for k, v in row['stages_ms'].items()]
+            ratios.append(sum(dense['stages_ms'].values()) / sum(row['stages_ms'].values()))
+            columns.append(['vs dense'] + [f'{v:.2f}' for v in ratios])
+    header += list(timed[0]['stages_ms']) + ['sum of parts']
+    cells = [header] + columns
+    widths = [max(len(c) for c in col) for col in cells]
+    lines = []
+    for i in range(len(header)):
+        lines.append(
+            '  '.join(
+                col[i].rjust(w) if j else col[i].ljust(w) for j, (col, w) in enumerate(zip(cells, widths))
+            )
+        )
+    return lines
 
 
 def environment(device, resolution):

@@ -14,9 +14,11 @@ from mmdet.apis.benchmark import (
     SynthesizedMasks,
     add_ratios,
     check_targets,
+    format_stages,
     make_input,
     prepare_variant,
     synth_mask,
+    time_variants,
     uniform_density,
     variant_cfgs,
     write_results,
@@ -141,6 +143,36 @@ def test_prepared_variant_counts_the_gflops_of_its_masks():
     densities = [(m1.mean().item(), m2.mean().item()) for m1, m2 in provider.masks.values()]
     assert row['gflops'] == pytest.approx(backbone_gflops_from_cfg(TOY_SPARSE, 1000, densities))
     assert empty < row['gflops'] < full
+
+
+def test_stages_time_every_part_of_the_timed_runs():
+    settings = BenchSettings(device=torch.device('cpu'), resolution=64, warmup=2, stages=True)
+    with contextlib.ExitStack() as stack:
+        prepared = [
+            prepare_variant(settings, {}, 'dense', variant_cfgs(TOY_SPARSE)['dense'], 1, stack),
+            prepare_variant(settings, {}, 'sparse@x', TOY_SPARSE, 1, stack, 'full'),
+        ]
+        assert [len(runs) for runs in prepared[1][0]['stage_runs'].values()] == [0] * 5  # warm-up not kept
+        time_variants(prepared, settings.device, repeats=3)
+    for row, _ in prepared:
+        assert list(row['stages_ms']) == ['stem', 'layer1', 'layer2', 'layer3', 'layer4']
+        assert all(v > 0 for v in row['stages_ms'].values())
+        assert sum(row['stages_ms'].values()) < 3 * row['median_ms'] and 'stage_runs' not in row
+
+
+def test_format_stages_puts_parts_side_by_side():
+    rows = [
+        dict(variant='dense', batch=1, stages_ms=dict(stem=2.0, layer1=8.0)),
+        dict(variant='sparse@71.4', batch=1, stages_ms=dict(stem=4.0, layer1=2.0)),
+        dict(variant='sparse@71.4', batch=2, median_ms=1.0),  # timed without --stages
+    ]
+    assert [line.split() for line in format_stages(rows)] == [
+        ['part', 'dense', 'b1', 'sparse@71.4', 'b1', 'vs', 'dense'],
+        ['stem', '2', '4', '0.50'],
+        ['layer1', '8', '2', '4.00'],
+        ['sum', 'of', 'parts', '10', '6', '1.67'],
+    ]
+    assert format_stages(rows[2:]) == []
 
 
 def test_ratios_and_targets():

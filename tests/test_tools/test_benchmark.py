@@ -53,6 +53,28 @@ def test_cpu_run_writes_results(tiny_config, tmp_path):
     assert saved['rows'][1]['gflops'] == pytest.approx(all_ones)
 
 
+def test_stages_of_a_detector_side_by_side(tiny_config, capsys):
+    rows = bench.main(
+        [str(tiny_config), '--device', 'cpu', '--resolution', '64', '--variants', 'dense', 'sparse',
+         '--target-gflops', 'full', '--repeats', '2', '--warmup', '0', '--what', 'detector', '--stages']
+    )  # fmt: skip
+    parts = [
+        'stem',
+        'layer1',
+        'layer2',
+        'layer3',
+        'layer4',
+        'neck',
+        'rpn_head',
+        'bbox_roi_extractor',
+        'bbox_head',
+    ]
+    assert [list(r['stages_ms']) for r in rows] == [parts, parts]
+    table = capsys.readouterr().out.split('part ')[1].splitlines()
+    assert table[0].split() == ['dense', 'b1', 'sparse@full', 'b1', 'vs', 'dense']
+    assert [line.split()[0] for line in table[1:]] == parts + ['sum']
+
+
 def test_masks_from_checkpoint(tiny_config, tmp_path):
     """--masks-from: the SparseResNet runs with its own (sampled) masks on real-size images."""
     import cv2
@@ -83,6 +105,7 @@ def test_bad_arguments(tiny_config, tmp_path, capsys):
         (['--out', str(tmp_path / 'r.txt')], 'expected a .csv or .json file'),
         (['--target-gflops', 'many'], "expected numbers or 'full', got 'many'"),
         (['--images', str(tmp_path)], '--masks-from and --images go together'),
+        (['--stages', '--compile'], '--stages times eager forwards: not with --compile'),
     ):
         with pytest.raises(SystemExit):
             bench.main([str(tiny_config), '--device', 'cpu', *argv])
