@@ -3,7 +3,10 @@
 // -> + bias -> ReLU. Patch rows are ordered (ky, kx, c) to match weight.permute(0, 2, 3, 1).
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/ops/mm.h>
+
+#include <type_traits>
 
 #include "common.h"
 
@@ -35,6 +38,15 @@ at::Tensor sparse_conv_cuda(const at::Tensor& x, const at::Tensor& weight, const
                             const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu);
 #endif
 
+// The type the CPU kernels gather their GEMM operands in and multiply in: bfloat16 stays
+// bfloat16 (oneDNN's bfloat16 GEMM accumulates in float32 and rounds each result once; with AMX
+// or AVX512-BF16 it is several times faster than float32), the other types use their op-math
+// type (half: float32). gemm_type is the same as a ScalarType.
+template <typename scalar_t>
+using gemm_t = std::conditional_t<std::is_same_v<scalar_t, c10::BFloat16>, scalar_t, at::opmath_type<scalar_t>>;
+
+inline at::ScalarType gemm_type(at::ScalarType t) { return t == at::kBFloat16 ? t : at::toOpMathType(t); }
+
 // Weight [Cout, Cin, k, k] -> [Cout, k * k * Cin] in `dtype` (a view for channels-last weights).
 inline at::Tensor gemm_weight(const at::Tensor& weight, at::ScalarType dtype) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1}).to(dtype);
@@ -42,9 +54,15 @@ inline at::Tensor gemm_weight(const at::Tensor& weight, at::ScalarType dtype) {
 
 // rows [n, Cout] (in place) = relu(scale * (patches [n, K] @ w.T) + bias): the BN scale is
 // applied to the n x Cout result, cheaper than folding it into the Cout x K weight while n < K.
+// rows are in the op-math type; patches and w may be in a narrower gemm_type (the product is then
+// rounded to it once, as a dense conv's output is).
 inline void gemm_epilogue(at::Tensor rows, const at::Tensor& patches, const at::Tensor& w,
                           const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu) {
-  at::mm_out(rows, patches, w.t());
+  if (patches.scalar_type() == rows.scalar_type()) {
+    at::mm_out(rows, patches, w.t());
+  } else {
+    rows.copy_(at::mm(patches, w.t()));
+  }
   if (scale.has_value()) rows.mul_(scale->to(rows.scalar_type()));
   if (bias.has_value()) rows.add_(bias->to(rows.scalar_type()));
   if (relu) rows.clamp_min_(0);

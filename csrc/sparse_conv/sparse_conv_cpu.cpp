@@ -1,6 +1,7 @@
 // CPU: patches gathered straight from the channels-last feature map, only at the active
 // positions, in chunks of rows (bounded memory) -> at::mm with a fused bias/ReLU epilogue.
-// Half types are gathered into float32 and multiplied in float32.
+// Half is gathered into float32 and multiplied in float32, bfloat16 multiplied in bfloat16
+// (gemm_type), the epilogue in float32.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -14,24 +15,24 @@ namespace {
 
 constexpr int64_t kChunkElements = int64_t{1} << 21;  // patch buffer of at most 8 MB (float32)
 
-template <typename scalar_t, typename acc_t>
-void gather_patches(const scalar_t* x, const int32_t* indices, int64_t begin, int64_t n, acc_t* patches,
+template <typename scalar_t, typename patch_t>
+void gather_patches(const scalar_t* x, const int32_t* indices, int64_t begin, int64_t n, patch_t* patches,
                     int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, int64_t k,
                     int64_t stride, int64_t padding, int64_t dilation) {
   const int64_t row_len = k * k * channels;
   at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const Pos out = split_position(indices[begin + r], out_h, out_w);
-      acc_t* dst = patches + r * row_len;
+      patch_t* dst = patches + r * row_len;
       for (int64_t i = 0; i < k; ++i) {
         for (int64_t j = 0; j < k; ++j, dst += channels) {
           const int64_t pix = tap_pixel(out, i, j, height, width, stride, padding, dilation);
           if (pix < 0) {
-            std::fill(dst, dst + channels, acc_t(0));
+            std::fill(dst, dst + channels, patch_t(0));
             continue;
           }
           const scalar_t* src = x + pix * channels;
-          for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<acc_t>(src[c]);
+          for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<patch_t>(src[c]);
         }
       }
     }
@@ -51,20 +52,20 @@ at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   const int64_t n = valid_positions(idx, count, x.size(0) * out_h * out_w), row_len = k * k * channels;
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const auto acc_type = at::toOpMathType(x.scalar_type());
-  const at::Tensor w = gemm_weight(weight, acc_type);
+  const at::Tensor w = gemm_weight(weight, gemm_type(x.scalar_type()));
   at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options().dtype(acc_type));
   rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
   if (n == 0) return rows.to(x.scalar_type());
   const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
-  at::Tensor patches = at::empty({chunk, row_len}, rows.options());
+  at::Tensor patches = at::empty({chunk, row_len}, w.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
+    using patch_t = gemm_t<scalar_t>;
     for (int64_t begin = 0; begin < n; begin += chunk) {
       const int64_t len = std::min(chunk, n - begin);
       at::Tensor p = patches.narrow(0, 0, len);
-      gather_patches<scalar_t, acc_t>(xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), begin, len,
-                                      p.data_ptr<acc_t>(), channels, height, width, out_h, out_w, k, stride,
-                                      padding, dilation);
+      gather_patches<scalar_t, patch_t>(xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), begin, len,
+                                        p.data_ptr<patch_t>(), channels, height, width, out_h, out_w, k, stride,
+                                        padding, dilation);
       gemm_epilogue(rows.narrow(0, begin, len), p, w, scale, bias, relu);
     }
   });

@@ -1,5 +1,6 @@
 // CPU: per active position and tap, the four bilinear corners are found once and blended over
-// the contiguous channels of the channels-last map; then GEMM + fused epilogue in chunks.
+// the contiguous channels of the channels-last map (in the op-math type, stored in gemm_type:
+// bfloat16 stays bfloat16); then GEMM + fused epilogue in chunks.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -15,9 +16,9 @@ namespace {
 
 constexpr int64_t kChunkElements = int64_t{1} << 21;
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename patch_t>
 void gather_deform_patches(const scalar_t* x, const acc_t* offset, const int32_t* indices, int64_t begin, int64_t n,
-                           acc_t* patches, int64_t channels, int64_t height, int64_t width, int64_t out_h,
+                           patch_t* patches, int64_t channels, int64_t height, int64_t width, int64_t out_h,
                            int64_t out_w, int64_t k, int64_t stride, int64_t padding, int64_t dilation) {
   const int64_t row_len = k * k * channels;
   at::parallel_for(0, n, 16, [&](int64_t r0, int64_t r1) {
@@ -27,7 +28,7 @@ void gather_deform_patches(const scalar_t* x, const acc_t* offset, const int32_t
       const Pos out = split_position(indices[begin + r], out_h, out_w);
       const acc_t* off = offset + (begin + r) * 2 * k * k;
       const scalar_t* image = x + out.b * height * width * channels;
-      acc_t* dst = patches + r * row_len;
+      patch_t* dst = patches + r * row_len;
       for (int64_t i = 0; i < k; ++i) {
         for (int64_t j = 0; j < k; ++j, dst += channels, off += 2) {
           int64_t y, xx;
@@ -38,7 +39,8 @@ void gather_deform_patches(const scalar_t* x, const acc_t* offset, const int32_t
           const scalar_t* s2 = image + pix[2] * channels;
           const scalar_t* s3 = image + pix[3] * channels;
           for (int64_t c = 0; c < channels; ++c) {
-            dst[c] = wt[0] * acc_t(s0[c]) + wt[1] * acc_t(s1[c]) + wt[2] * acc_t(s2[c]) + wt[3] * acc_t(s3[c]);
+            dst[c] = static_cast<patch_t>(wt[0] * acc_t(s0[c]) + wt[1] * acc_t(s1[c]) + wt[2] * acc_t(s2[c]) +
+                                          wt[3] * acc_t(s3[c]));
           }
         }
       }
@@ -62,20 +64,22 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor off = offset.to(acc_type).contiguous();
-  const at::Tensor w = gemm_weight(weight, acc_type);
+  const at::Tensor w = gemm_weight(weight, gemm_type(x.scalar_type()));
   at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options().dtype(acc_type));
   rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
   if (n == 0) return rows.to(x.scalar_type());
   const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
-  at::Tensor patches = at::empty({chunk, row_len}, rows.options());
+  at::Tensor patches = at::empty({chunk, row_len}, w.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_deform_conv_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
+    using patch_t = gemm_t<scalar_t>;
     for (int64_t begin = 0; begin < n; begin += chunk) {
       const int64_t len = std::min(chunk, n - begin);
       at::Tensor p = patches.narrow(0, 0, len);
-      gather_deform_patches<scalar_t, acc_t>(xc.data_ptr<scalar_t>(), off.data_ptr<acc_t>(), idx.data_ptr<int32_t>(),
-                                             begin, len, p.data_ptr<acc_t>(), channels, height, width, out_h, out_w,
-                                             k, stride, padding, dilation);
+      gather_deform_patches<scalar_t, acc_t, patch_t>(xc.data_ptr<scalar_t>(), off.data_ptr<acc_t>(),
+                                                      idx.data_ptr<int32_t>(), begin, len, p.data_ptr<patch_t>(),
+                                                      channels, height, width, out_h, out_w, k, stride, padding,
+                                                      dilation);
       gemm_epilogue(rows.narrow(0, begin, len), p, w, scale, bias, relu);
     }
   });

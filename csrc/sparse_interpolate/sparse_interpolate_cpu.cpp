@@ -2,9 +2,10 @@
 // of the window rows are scattered to the output positions within reach, so that each output
 // position gets its active neighbours in window order (none where m = 1) as (row, weight) taps
 // without visiting the inactive ones. The channels are then accumulated in blocks held in
-// registers and written through the fused epilogue, channels-last. float32 runs vector code
+// registers and written through the fused epilogue, channels-last. float32 and bfloat16 (loaded
+// into and accumulated in float32 vectors, rounded to nearest even at the store) run vector code
 // compiled for AVX-512, for AVX2 + FMA and for the x86-64 baseline, picked at run time
-// (SAI_DET_CPU_ISA caps the choice); other dtypes run a portable loop (half types accumulate in
+// (SAI_DET_CPU_ISA caps the choice); other dtypes run a portable loop (half accumulates in
 // float32). Each output is computed the same way on any number of threads.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sparse_interpolate/sparse_interpolate.h"
@@ -140,11 +142,13 @@ SAI_INLINE void output_channels(const Output<scalar_t> o, const float* bias, int
   }
 }
 
-// float32 vector code: a GCC/Clang vector of kLanes floats, lowered to the registers of the
-// function's target (zmm, ymm or xmm).
+// float32 vector code: GCC/Clang vectors of kLanes floats (and of their bits), lowered to the
+// registers of the function's target (zmm, ymm or xmm).
 template <int kLanes>
 struct FloatVec {
   typedef float type __attribute__((vector_size(kLanes * sizeof(float))));
+  typedef uint32_t bits __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+  typedef uint16_t half_bits __attribute__((vector_size(kLanes * sizeof(uint16_t))));
 };
 
 template <typename V>
@@ -152,15 +156,42 @@ SAI_INLINE void load(V& v, const float* p) {
   std::memcpy(&v, p, sizeof(V));
 }
 
+template <typename V>
+SAI_INLINE void store(float* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// bfloat16 is the upper half of a float32: loaded by a shift, stored rounded to nearest even
+// (NaN as 0x7FC0), as c10::BFloat16's conversions do.
+template <typename V>
+SAI_INLINE void load(V& v, const c10::BFloat16* p) {
+  using Vec = FloatVec<sizeof(V) / sizeof(float)>;
+  typename Vec::half_bits h;
+  std::memcpy(&h, p, sizeof(h));
+  const typename Vec::bits u = __builtin_convertvector(h, typename Vec::bits) << 16;
+  std::memcpy(&v, &u, sizeof(V));
+}
+
+template <typename V>
+SAI_INLINE void store(c10::BFloat16* p, V v) {
+  using Vec = FloatVec<sizeof(V) / sizeof(float)>;
+  typename Vec::bits u;
+  std::memcpy(&u, &v, sizeof(V));
+  const typename Vec::bits rounded = (u + (((u >> 16) & 1u) + 0x7FFFu)) >> 16;
+  const typename Vec::bits nan = typename Vec::bits{} + 0x7FC0u;
+  const typename Vec::half_bits h = __builtin_convertvector(v != v ? nan : rounded, typename Vec::half_bits);
+  std::memcpy(p, &h, sizeof(h));
+}
+
 // kVecs vectors of channels from c: the taps accumulated in registers, then the epilogue (the
 // expression and order of interp_epilogue).
-template <typename V, int kVecs>
-SAI_INLINE void float_block(const Output<float> o, const float* bias, int64_t c, bool relu) {
+template <typename scalar_t, typename V, int kVecs>
+SAI_INLINE void vector_block(const Output<scalar_t> o, const float* bias, int64_t c, bool relu) {
   constexpr int64_t kLanes = sizeof(V) / sizeof(float);
   V num[kVecs] = {};
   for (int64_t t = 0; t < o.n_taps; ++t) {
     const float w = o.taps[t].weight;
-    const float* row = o.taps[t].row + c;
+    const scalar_t* row = o.taps[t].row + c;
     for (int i = 0; i < kVecs; ++i) {
       V r;
       load(r, row + i * kLanes);
@@ -175,22 +206,23 @@ SAI_INLINE void float_block(const Output<float> o, const float* bias, int64_t c,
     load(b, bias + ci);
     V v = o.m * f + o.scale * num[i] + b + res;
     if (relu) v = v < 0 ? V{} : v;
-    std::memcpy(o.out + ci, &v, sizeof(V));
+    store(o.out + ci, v);
   }
 }
 
 // All channels of one output position: blocks of 4 vectors, then single vectors, then the
 // scalar loop for the last C % kLanes.
-template <int kLanes>
-SAI_INLINE void float_channels(const Output<float> o, const float* bias, int64_t channels, bool relu, float* num) {
+template <typename scalar_t, int kLanes>
+SAI_INLINE void vector_channels(const Output<scalar_t> o, const float* bias, int64_t channels, bool relu,
+                                float* num) {
   using V = typename FloatVec<kLanes>::type;
   int64_t c = 0;
-  for (; c + 4 * kLanes <= channels; c += 4 * kLanes) float_block<V, 4>(o, bias, c, relu);
-  for (; c + kLanes <= channels; c += kLanes) float_block<V, 1>(o, bias, c, relu);
+  for (; c + 4 * kLanes <= channels; c += 4 * kLanes) vector_block<scalar_t, V, 4>(o, bias, c, relu);
+  for (; c + kLanes <= channels; c += kLanes) vector_block<scalar_t, V, 1>(o, bias, c, relu);
   output_channels(o, bias, c, channels, relu, num);
 }
 
-// Output row i = b * H + y from its taps (window_taps): the float32 vector code of kLanes lanes,
+// Output row i = b * H + y from its taps (window_taps): the vector code of kLanes float32 lanes,
 // or the portable loop (kLanes = 0); num [C] is scratch.
 template <typename scalar_t, int kLanes>
 SAI_INLINE void write_row(const Call<scalar_t> a, const Tap<scalar_t>* taps, const int64_t* n_taps, int64_t i,
@@ -213,7 +245,7 @@ SAI_INLINE void write_row(const Call<scalar_t> a, const Tap<scalar_t>* taps, con
                              a.residual != nullptr ? a.residual + p * a.channels : a.zeros,
                              a.out + p * a.channels};
     if constexpr (kLanes > 0) {
-      float_channels<kLanes>(o, a.bias, a.channels, a.relu, num);
+      vector_channels<scalar_t, kLanes>(o, a.bias, a.channels, a.relu, num);
     } else {
       output_channels(o, a.bias, 0, a.channels, a.relu, num);
     }
@@ -230,48 +262,48 @@ void write_row_portable(const Call<scalar_t>& a, const Tap<scalar_t>* taps, cons
   write_row<scalar_t, 0>(a, taps, n_taps, i, num);
 }
 
-void write_row_baseline(const Call<float>& a, const Tap<float>* taps, const int64_t* n_taps, int64_t i, float* num) {
-  write_row<float, 4>(a, taps, n_taps, i, num);
+template <typename scalar_t>
+void write_row_baseline(const Call<scalar_t>& a, const Tap<scalar_t>* taps, const int64_t* n_taps, int64_t i,
+                        float* num) {
+  write_row<scalar_t, 4>(a, taps, n_taps, i, num);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) void write_row_avx2(const Call<float>& a, const Tap<float>* taps,
+template <typename scalar_t>
+__attribute__((target("avx2,fma"))) void write_row_avx2(const Call<scalar_t>& a, const Tap<scalar_t>* taps,
                                                         const int64_t* n_taps, int64_t i, float* num) {
-  write_row<float, 8>(a, taps, n_taps, i, num);
+  write_row<scalar_t, 8>(a, taps, n_taps, i, num);
 }
 
-__attribute__((target("avx512f"))) void write_row_avx512(const Call<float>& a, const Tap<float>* taps,
+template <typename scalar_t>
+__attribute__((target("avx512f"))) void write_row_avx512(const Call<scalar_t>& a, const Tap<scalar_t>* taps,
                                                          const int64_t* n_taps, int64_t i, float* num) {
-  write_row<float, 16>(a, taps, n_taps, i, num);
+  write_row<scalar_t, 16>(a, taps, n_taps, i, num);
 }
 #endif
 
-// The float32 row code for this CPU: the widest it runs of AVX-512, AVX2 + FMA and the x86-64
-// baseline (SSE2), capped by the environment variable SAI_DET_CPU_ISA (avx512, avx2 or baseline;
-// read at each call: for tests and comparisons). The AVX2 and AVX-512 code contracts the
-// multiply-adds into FMAs: the two agree bit for bit, and may differ from the baseline in the
-// last bit.
-RowFn<float> float_row_for_cpu() {
-  const char* env = std::getenv("SAI_DET_CPU_ISA");
-  const std::string cap = env != nullptr && *env != '\0' ? env : "avx512";
-  TORCH_CHECK(cap == "avx512" || cap == "avx2" || cap == "baseline",
-              "SAI_DET_CPU_ISA must be avx512, avx2 or baseline, got '", cap, "'");
-#if defined(__x86_64__) && defined(__GNUC__)
-  if (cap == "avx512" && __builtin_cpu_supports("avx512f")) return write_row_avx512;
-  if (cap != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return write_row_avx2;
-#endif
-  return write_row_baseline;
-}
-
-// The row code of a dtype: the vector code for float32, the portable loop for the others.
+// The row code of a dtype: for float32 and bfloat16 the widest vector code this CPU runs of
+// AVX-512, AVX2 + FMA and the x86-64 baseline (SSE2), capped by the environment variable
+// SAI_DET_CPU_ISA (avx512, avx2 or baseline; read at each call: for tests and comparisons); the
+// portable loop for the others. The AVX2 and AVX-512 code contracts the multiply-adds into FMAs:
+// the two agree bit for bit, and may differ from the baseline in the last bit.
 template <typename scalar_t>
 RowFn<scalar_t> row_code() {
-  return &write_row_portable<scalar_t>;
-}
-
-template <>
-RowFn<float> row_code<float>() {
-  return float_row_for_cpu();
+  if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::BFloat16>) {
+    const char* env = std::getenv("SAI_DET_CPU_ISA");
+    const std::string cap = env != nullptr && *env != '\0' ? env : "avx512";
+    TORCH_CHECK(cap == "avx512" || cap == "avx2" || cap == "baseline",
+                "SAI_DET_CPU_ISA must be avx512, avx2 or baseline, got '", cap, "'");
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cap == "avx512" && __builtin_cpu_supports("avx512f")) return &write_row_avx512<scalar_t>;
+    if (cap != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      return &write_row_avx2<scalar_t>;
+    }
+#endif
+    return &write_row_baseline<scalar_t>;
+  } else {
+    return &write_row_portable<scalar_t>;
+  }
 }
 
 // Each thread takes whole output rows, the next one not yet taken (a thread that another process

@@ -1,11 +1,12 @@
 // CPU: mark the input pixels the active windows touch (a serial scan), gather their channels-last
-// rows (half types into float32) by class, one at::mm per class with the rows of the tap weight
-// its pixels serve, then per active position (at::parallel_for) the sum of its in-map taps over
-// contiguous channels, in float32. A class: the pixels whose taps are the same, by the residues
-// ((y + 1) mod s, (x + 1) mod s), since pixel y is tap row i of output row yo where
-// y = s yo - 1 + i. Stride 1: one class, all nine taps, and where the touched pixels are most of
-// the map the GEMM reads x's rows directly (no gather). Stride 2: four classes serving 1, 2, 2 and
-// 4 taps (the nine-tap GEMM would compute four times the products that are used).
+// rows by class (in gemm_type: half into float32, bfloat16 as it is), one at::mm per class with
+// the rows of the tap weight its pixels serve, then per active position (at::parallel_for) the
+// sum of its in-map taps over contiguous channels, in float32. A class: the pixels whose taps are
+// the same, by the residues ((y + 1) mod s, (x + 1) mod s), since pixel y is tap row i of output
+// row yo where y = s yo - 1 + i. Stride 1: one class, all nine taps, and where the touched pixels
+// are most of the map the GEMM reads x's rows directly (no gather). Stride 2: four classes
+// serving 1, 2, 2 and 4 taps (the nine-tap GEMM would compute four times the products that are
+// used).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -92,40 +93,41 @@ std::vector<int64_t> tap_rows(const int32_t* indices, int64_t n, int64_t batch, 
   return row_of;
 }
 
-// rows [pixels.size(), channels] (acc_t) = x's channels-last rows at `pixels`.
-template <typename scalar_t, typename acc_t>
-void gather_rows(const scalar_t* x, const std::vector<int64_t>& pixels, acc_t* rows, int64_t channels) {
+// rows [pixels.size(), channels] (patch_t) = x's channels-last rows at `pixels`.
+template <typename scalar_t, typename patch_t>
+void gather_rows(const scalar_t* x, const std::vector<int64_t>& pixels, patch_t* rows, int64_t channels) {
   at::parallel_for(0, static_cast<int64_t>(pixels.size()), 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const scalar_t* src = x + pixels[r] * channels;
-      acc_t* dst = rows + r * channels;
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        std::memcpy(dst, src, channels * sizeof(acc_t));
+      patch_t* dst = rows + r * channels;
+      if constexpr (std::is_same_v<scalar_t, patch_t>) {
+        std::memcpy(dst, src, channels * sizeof(patch_t));
       } else {
-        for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<acc_t>(src[c]);
+        for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<patch_t>(src[c]);
       }
     }
   });
 }
 
-// The GEMM of one class: [its rows, taps * Cout] = its pixels' rows (or all of x's: `direct`) @
-// the rows of the tap-major weight w [9 Cout, Cin] (acc_t) of its taps.
-template <typename scalar_t, typename acc_t>
-at::Tensor class_gemm(const at::Tensor& xc, const at::Tensor& w, const TapClass& cls, bool direct) {
+// The GEMM of one class: [its rows, taps * Cout] (acc_type) = its pixels' rows (or all of x's:
+// `direct`) @ the rows of the tap-major weight w [9 Cout, Cin] (patch_t) of its taps.
+template <typename scalar_t, typename patch_t>
+at::Tensor class_gemm(const at::Tensor& xc, const at::Tensor& w, const TapClass& cls, bool direct,
+                      at::ScalarType acc_type) {
   const int64_t channels = xc.size(1), cout = w.size(0) / 9, taps = static_cast<int64_t>(cls.taps.size());
   at::Tensor rows;
-  if (direct) {  // a view of channels-last x for float32
+  if (direct) {  // a view of channels-last x where its type is the GEMM's
     rows = xc.permute({0, 2, 3, 1}).reshape({-1, channels}).to(w.scalar_type());
   } else {
     rows = at::empty({static_cast<int64_t>(cls.pixels.size()), channels}, w.options());
-    gather_rows<scalar_t, acc_t>(xc.data_ptr<scalar_t>(), cls.pixels, rows.data_ptr<acc_t>(), channels);
+    gather_rows<scalar_t, patch_t>(xc.data_ptr<scalar_t>(), cls.pixels, rows.data_ptr<patch_t>(), channels);
   }
   at::Tensor wc = w;
   if (taps < 9) {
     const at::Tensor taps_t = at::tensor(cls.taps, w.options().dtype(at::kLong));
     wc = w.view({9, cout, channels}).index_select(0, taps_t).view({taps * cout, channels});
   }
-  return at::mm(rows, wc.t()).contiguous();
+  return at::mm(rows, wc.t()).to(acc_type).contiguous();
 }
 
 // out[r] = bias + the sum of the in-map taps of position indices[r] (r < n): tap t of pixel pix
@@ -178,7 +180,7 @@ at::Tensor sparse_tap_conv_cpu(const at::Tensor& x, const at::Tensor& weight, co
   if (n == 0) return out;
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor w = weight.to(acc_type).contiguous();
+  const at::Tensor w = weight.to(gemm_type(x.scalar_type())).contiguous();
   const at::Tensor b = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
   const int32_t* idx_data = idx.data_ptr<int32_t>();
   std::vector<TapClass> classes = tap_classes(stride);
@@ -188,7 +190,9 @@ at::Tensor sparse_tap_conv_cpu(const at::Tensor& x, const at::Tensor& weight, co
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_tap_conv_cpu", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     std::vector<at::Tensor> products;  // per class: [its rows, its taps * Cout]
-    for (const TapClass& cls : classes) products.push_back(class_gemm<scalar_t, acc_t>(xc, w, cls, direct));
+    for (const TapClass& cls : classes) {
+      products.push_back(class_gemm<scalar_t, gemm_t<scalar_t>>(xc, w, cls, direct, acc_type));
+    }
     sum_taps<scalar_t, acc_t>(classes, products, row_of, idx_data, n, b.defined() ? b.data_ptr<acc_t>() : nullptr,
                               out.data_ptr<scalar_t>(), cout, height, width, out_h, out_w, stride);
   });

@@ -316,6 +316,31 @@ def test_cpu_interpolate_vector_code_of_each_isa(monkeypatch, isa, kind):
     assert torch.equal(plain, plain3) and torch.equal(fused, fused3)
 
 
+@pytest.mark.parametrize('isa', ['avx512', 'avx2', 'baseline'])
+def test_cpu_interpolate_bfloat16_vector_code_is_float32_rounded_once(monkeypatch, isa):
+    """bfloat16 runs the float32 vector code on its values (widened exactly) and rounds each
+    output once, to nearest even: the bfloat16 result is the float32 result on the same values,
+    rounded, bit for bit (and NaN where it is NaN), at every vector width and in the scalar rest."""
+    monkeypatch.setenv('SAI_DET_CPU_ISA', isa)
+    gen = torch.Generator().manual_seed(12)
+    mask = make_mask('random', 2, 13, 10, gen)
+    idx, cnt = sparse.active_positions(mask)
+    rows = torch.randn(idx.numel(), 95, generator=gen).bfloat16()
+    rows[0, 3] = float('nan')
+    bias = torch.randn(95, generator=gen)
+    residual = torch.randn(2, 95, 13, 10, generator=gen).bfloat16()
+    with serving(('cpu', 'compiled')):
+        for extra in ((), (bias, residual)):
+            half = sparse.sparse_interpolate(rows, idx, cnt, mask, 1.3, 7, *extra, relu=bool(extra))
+            wide = [t.float() for t in extra[1:]]
+            full = sparse.sparse_interpolate(
+                rows.float(), idx, cnt, mask, 1.3, 7, *extra[:1], *wide, relu=bool(extra)
+            )
+            nan = full.isnan()
+            assert half.dtype == torch.bfloat16 and nan.any() and torch.equal(half.isnan(), nan)
+            assert torch.equal(half[~nan].view(torch.int16), full[~nan].bfloat16().view(torch.int16))
+
+
 def test_cpu_isa_cap_must_be_known(monkeypatch):
     monkeypatch.setenv('SAI_DET_CPU_ISA', 'sse9')
     mask = torch.ones(1, 1, 3, 3)
