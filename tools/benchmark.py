@@ -59,7 +59,6 @@ from pathlib import Path
 import torch
 
 from mmdet.apis.benchmark import (
-    DTYPES,
     VARIANTS,
     WITH_MASKS,
     BenchSettings,
@@ -74,7 +73,7 @@ from mmdet.apis.benchmark import (
     write_results,
 )
 from mmdet.apis.compile import add_compile_option
-from mmdet.utils.cli import run_tool
+from mmdet.utils.cli import DTYPES, run_tool
 from mmdet.utils.config import load_config
 from mmdet.utils.timing import keep_freed_memory
 

@@ -29,7 +29,7 @@ from mmdet.core.evaluation import save_results
 from mmdet.datasets import build_dataloader, build_dataset
 from mmdet.models import build_detector
 from mmdet.utils import config_notes, dist_env, load_config, resolve_device
-from mmdet.utils.cli import run_tool
+from mmdet.utils.cli import DTYPES, run_tool
 from mmdet.utils.config import check_num_classes
 from mmdet.utils.dist import LAUNCHERS
 
@@ -73,6 +73,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--seed', type=int, default=0, help="seed of a SparseResNet's sampling, plus the rank (default 0)"
     )
+    parser.add_argument(
+        '--dtype', choices=sorted(DTYPES), default='fp32',
+        help='run the backbone and neck in this precision (BNs folded; heads, boxes and NMS in fp32)',
+    )  # fmt: skip
     add_compile_option(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
@@ -144,6 +148,12 @@ def evaluate(args, cfg, distributed, device):
     if hasattr(model.backbone, 'set_sampling_seed'):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
+    if args.dtype != 'fp32':
+        if not hasattr(model, 'features_in'):
+            raise ValueError(
+                f'--dtype {args.dtype}: {type(model).__name__} runs in float32 only (no features_in)'
+            )
+        model.eval().features_in(DTYPES[args.dtype])
     if args.compile:
         compile_detector(model, args.compile)
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)

@@ -40,7 +40,6 @@ from mmdet.ops.gumbel_mask import grid_prior
 from mmdet.utils.flops import backbone_gflops_from_cfg, input_size, num_blocks
 from mmdet.utils.timing import graphed, profile_forward, time_once
 
-DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 VARIANTS = ('dense-dcn', 'dense', 'masked', 'sparse')
 WITH_MASKS = ('masked', 'sparse')  # the SparseResNet variants: one row per GFLOPs target
 SPARSE_KEYS = (

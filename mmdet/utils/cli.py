@@ -10,12 +10,15 @@ shows the traceback instead (for a bug report).
 import os
 import sys
 
+import torch
+
 from .work_dir_lock import WorkDirLockedError
 
 # Missing, unreadable or unwritable files (CheckpointReadError and ImageReadError are OSErrors),
 # bad config keys and values, a work dir in use, a diverged training.
 USER_ERRORS = (OSError, KeyError, ValueError, WorkDirLockedError, FloatingPointError)
 TRACEBACK_ENV = 'SAI_DET_TRACEBACK'
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}  # the tools' --dtype
 
 
 def run_tool(main, argv=None):

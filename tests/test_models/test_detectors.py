@@ -159,6 +159,25 @@ def test_simple_test_format_and_rescale():
         assert np.array_equal(scaled, raw)
 
 
+def test_features_in_bfloat16_keep_the_heads_in_float32():
+    det = _detector().eval()
+    batch = _batch()
+    with torch.no_grad():
+        reference = det.extract_feat(batch['img'])
+        det.features_in(torch.bfloat16)
+        features = det.extract_feat(batch['img'])
+        results = det.simple_test(batch['img'], batch['img_metas'])
+    assert isinstance(det.backbone.bn1, torch.nn.Identity)  # folded in float32 before the cast
+    assert {p.dtype for p in det.backbone.parameters()} | {p.dtype for p in det.neck.parameters()} == {
+        torch.bfloat16
+    }
+    assert {p.dtype for m in (det.rpn_head, det.bbox_head) for p in m.parameters()} == {torch.float32}
+    for low, full in zip(features, reference):
+        assert low.dtype == torch.float32
+        assert (low - full).norm() <= 1e-2 * full.norm()  # bfloat16 keeps 8 bits: ~0.4 % per rounding
+    assert all(dets.dtype == np.float32 for res in results for dets in res)
+
+
 def test_bad_inputs_raise():
     det = _detector()
     batch = _batch()
