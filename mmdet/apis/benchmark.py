@@ -231,7 +231,9 @@ def make_input(settings, batch, images=None, img_norm_cfg=None):
 def build_model(settings, cfg, backbone_cfg):
     """The model to time, in eval mode: a backbone, or ``cfg``'s detector with ``backbone_cfg``;
     its backbone's BatchNorms folded into the convs before them (``ResNet.fold_batchnorms``: the
-    dense variants at their best; the sparse blocks fold theirs in exact sparse execution)."""
+    dense variants at their best; the sparse blocks fold theirs in exact sparse execution). A
+    detector runs its backbone and neck in ``settings.dtype`` and its heads in float32, as
+    ``tools/test.py --dtype`` does (``TwoStageDetector.features_in``)."""
     if settings.what == 'detector':
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.pretrained = None
@@ -246,8 +248,11 @@ def build_model(settings, cfg, backbone_cfg):
             state = {k[len('backbone.') :]: v for k, v in state.items() if k.startswith('backbone.')}
         model.load_state_dict(state, strict=False)  # dense variants lack the mask predictors
     model.eval()
-    (model.backbone if settings.what == 'detector' else model).fold_batchnorms()  # in float32
-    return model.to(settings.device, settings.dtype).to(memory_format=torch.channels_last)
+    if settings.what == 'detector':
+        model.to(settings.device).features_in(settings.dtype)  # folds the BNs in float32 first
+    else:
+        model.fold_batchnorms().to(settings.device, settings.dtype)  # folded in float32
+    return model.to(memory_format=torch.channels_last)
 
 
 def stage_spans(model, what):

@@ -139,39 +139,6 @@ def test_roi_extractor_routes_levels_and_handles_no_rois():
     assert out.shape == (4, 2, 7, 7)
     assert out.flatten(1).mean(1).tolist() == [0.0, 1.0, 2.0, 1.0]
     assert extractor(feats, torch.zeros(0, 5)).shape == (0, 2, 7, 7)
-
-
-def test_roi_extractor_threads_give_the_single_call_result():
-    # CPU inference pools chunks of each level's RoIs in parallel, on NCHW copies of the levels
-    gen = torch.Generator().manual_seed(0)
-    extractor = _extractor(channels=5)
-    feats = [
-        torch.randn(2, 5, 256 // s, 256 // s, generator=gen).contiguous(memory_format=torch.channels_last)
-        for s in (4, 8, 16, 32)
-    ]
-    xy = torch.rand(40, 2, generator=gen) * 200
-    rois = torch.cat(
-        [
-            torch.randint(0, 2, (40, 1), generator=gen).float(),
-            xy,
-            xy + 4 + 600 * torch.rand(40, 2, generator=gen),
-        ],
-        1,
-    )
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        with torch.no_grad():
-            single = extractor(feats, rois)
-        torch.set_num_threads(3)
-        with torch.no_grad():
-            chunked = extractor(feats, rois)
-        assert extractor._pool is not None  # the threaded path ran
-        with_grad = extractor(feats, rois)  # autograd: one call per level, as before
-    finally:
-        torch.set_num_threads(threads)
-    assert len(set(extractor.map_roi_levels(rois, 4).tolist())) == 4
-    assert torch.equal(chunked, single) and torch.equal(with_grad, single)
     with pytest.raises(ValueError, match='roi_layer'):
         build_roi_extractor(
             dict(

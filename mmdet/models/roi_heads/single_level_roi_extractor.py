@@ -1,9 +1,5 @@
 """RoIAlign features from the FPN level that matches each RoI's scale."""
 
-import contextlib
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import torch
 from torch import nn
 from torchvision.ops import roi_align
@@ -26,17 +22,9 @@ class SingleRoIExtractor(nn.Module):
         featmap_strides (list[int]): stride of each used level.
         finest_scale (int): RoIs of scale < 2 * finest_scale go to level 0.
 
-    On the CPU without autograd, torchvision's kernel (one thread per call) runs on chunks of
-    each level's RoIs in ``torch.get_num_threads()`` threads at once, on NCHW copies of the
-    levels (its kernel reads NCHW; channels-last input costs it ~30 %); each RoI is pooled by the
-    same code either way, so the output is the same to the bit.
-
     Input: feats, tuple of at least len(featmap_strides) Tensor[B, C, H_l, W_l]; rois Tensor[n, 5]
     (img_idx, x1, y1, x2, y2). Output: Tensor[n, C, out_size, out_size].
     """
-
-    _pool = None  # the ThreadPoolExecutor of the CPU chunks, made at first use
-    _pool_pid = None  # the process that made it
 
     def __init__(self, roi_layer, out_channels, featmap_strides, finest_scale=56):
         super().__init__()
@@ -67,32 +55,11 @@ class SingleRoIExtractor(nn.Module):
         levels = self.map_roi_levels(rois, len(feats))
         # The +1 on x2, y2 reproduces v0.6's RoI extent with torchvision's kernel.
         rois = torch.cat([rois[:, :3], rois[:, 3:] + 1], dim=1)
-        threads = torch.get_num_threads()
-        chunked = rois.device.type == 'cpu' and threads > 1 and not torch.is_grad_enabled()
-        jobs = []  # (RoI indices, level feature in float32, its stride)
         for lvl, (feat, stride) in enumerate(zip(feats, self.featmap_strides)):
             inds = torch.nonzero(levels == lvl).view(-1)
             if inds.numel():
                 # in float32: half-precision boxes would be off by up to a pixel
-                feat = feat.float().contiguous() if chunked else feat.float()
-                jobs += [(part, feat, stride) for part in (inds.chunk(threads) if chunked else [inds])]
-
-        def align(job):
-            inds, feat, stride = job
-            with torch.no_grad() if chunked else contextlib.nullcontext():  # grad mode is per thread
-                return roi_align(
-                    feat, rois[inds], self.out_size, 1.0 / stride, self.sample_num, aligned=False
-                )
-
-        for (inds, _, _), pooled in zip(jobs, self._map(align, jobs) if chunked else map(align, jobs)):
-            out[inds] = pooled.to(out.dtype)
+                out[inds] = roi_align(
+                    feat.float(), rois[inds], self.out_size, 1.0 / stride, self.sample_num, aligned=False
+                ).to(out.dtype)
         return out
-
-    @classmethod
-    def _map(cls, fn, jobs):
-        """``map(fn, jobs)`` on the class's thread pool (a new one in a forked child, which
-        inherits the pool object but not its threads)."""
-        if cls._pool is None or cls._pool_pid != os.getpid():
-            cls._pool = ThreadPoolExecutor(os.cpu_count(), thread_name_prefix='roi_align')
-            cls._pool_pid = os.getpid()
-        return cls._pool.map(fn, jobs)
