@@ -2,11 +2,11 @@
 // of the window rows are scattered to the output positions within reach, so that each output
 // position gets its active neighbours in window order (none where m = 1) as (row, weight) taps
 // without visiting the inactive ones. The channels are then accumulated in blocks held in
-// registers and written through the fused epilogue, channels-last. float32 and bfloat16 (loaded
-// into and accumulated in float32 vectors, rounded to nearest even at the store) run vector code
-// compiled for AVX-512, for AVX2 + FMA and for the x86-64 baseline, picked at run time
-// (SAI_DET_CPU_ISA caps the choice); other dtypes run a portable loop (half accumulates in
-// float32). Each output is computed the same way on any number of threads.
+// registers and written through the fused epilogue, channels-last. float32 and bfloat16 (rows
+// widened to float32 first, the residual widened at its load, the output rounded to nearest even
+// at its store) run vector code compiled for AVX-512, for AVX2 + FMA and for the x86-64 baseline,
+// picked at run time (SAI_DET_CPU_ISA caps the choice); other dtypes run a portable loop (half
+// accumulates in float32). Each output is computed the same way on any number of threads.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -56,11 +56,17 @@ ActiveLists active_lists(const int32_t* row_of, const float* mask, int64_t map_r
   return lists;
 }
 
+// The type the rows are read in: bfloat16 rows are widened to float32 once per call (rows are
+// a small fraction of the map, and each is read by up to k * k outputs), so that every tap loads
+// straight into the multiply-adds; the residual and the output stay in the call's dtype.
+template <typename scalar_t>
+using row_t = std::conditional_t<std::is_same_v<scalar_t, c10::BFloat16>, float, scalar_t>;
+
 // The constants of one call: rows [N, C]; row_of, mask [B * H * W]; gauss [k * k]; bias [C];
-// residual (nullptr: none) and out [B, H, W, C]; zeros [C].
+// residual (nullptr: none) and out [B, H, W, C]; zeros and row_zeros [C].
 template <typename scalar_t>
 struct Call {
-  const scalar_t* rows;
+  const row_t<scalar_t>* rows;
   const int32_t* row_of;
   const float* mask;
   const float* gauss;
@@ -68,6 +74,7 @@ struct Call {
   const scalar_t* residual;
   scalar_t* out;
   const scalar_t* zeros;
+  const row_t<scalar_t>* row_zeros;
   int64_t batch, channels, height, width, k;
   bool relu;
 };
@@ -75,7 +82,7 @@ struct Call {
 // An active neighbour of an output position: its row and its weight G(q - p) m(q).
 template <typename scalar_t>
 struct Tap {
-  const scalar_t* row;
+  const row_t<scalar_t>* row;
   float weight;
 };
 
@@ -95,7 +102,7 @@ void window_taps(const Call<scalar_t>& a, const ActiveLists& lists, int64_t i, T
     const int64_t list = b * a.height + yy;
     for (int64_t e = lists.begin[list]; e < lists.begin[list + 1]; ++e) {
       const Active q = lists.entries[e];
-      const scalar_t* row = a.rows + q.row * a.channels;
+      const row_t<scalar_t>* row = a.rows + q.row * a.channels;
       const int64_t x_end = std::min<int64_t>(q.x + radius, a.width - 1);
       for (int64_t x = std::max<int64_t>(q.x - radius, 0); x <= x_end; ++x) {
         taps[x * kk + n_taps[x]] = {row, gauss_row[q.x - x] * q.m};
@@ -120,7 +127,7 @@ struct Output {
   int64_t n_taps;
   acc_t m;
   acc_t scale;
-  const scalar_t* f;
+  const row_t<scalar_t>* f;
   const scalar_t* residual;
   scalar_t* out;
 };
@@ -133,7 +140,7 @@ SAI_INLINE void output_channels(const Output<scalar_t> o, const float* bias, int
   std::fill(num + c0, num + channels, acc_t(0));
   for (int64_t t = 0; t < o.n_taps; ++t) {
     const acc_t w = o.taps[t].weight;
-    const scalar_t* row = o.taps[t].row;
+    const row_t<scalar_t>* row = o.taps[t].row;
     for (int64_t c = c0; c < channels; ++c) num[c] += w * acc_t(row[c]);
   }
   for (int64_t c = c0; c < channels; ++c) {
@@ -191,7 +198,7 @@ SAI_INLINE void vector_block(const Output<scalar_t> o, const float* bias, int64_
   V num[kVecs] = {};
   for (int64_t t = 0; t < o.n_taps; ++t) {
     const float w = o.taps[t].weight;
-    const scalar_t* row = o.taps[t].row + c;
+    const row_t<scalar_t>* row = o.taps[t].row + c;
     for (int i = 0; i < kVecs; ++i) {
       V r;
       load(r, row + i * kLanes);
@@ -241,7 +248,7 @@ SAI_INLINE void write_row(const Call<scalar_t> a, const Tap<scalar_t>* taps, con
                              n,
                              m,
                              recon_scale(m, den),
-                             r >= 0 ? a.rows + r * a.channels : a.zeros,
+                             r >= 0 ? a.rows + r * a.channels : a.row_zeros,
                              a.residual != nullptr ? a.residual + p * a.channels : a.zeros,
                              a.out + p * a.channels};
     if constexpr (kLanes > 0) {
@@ -347,14 +354,16 @@ at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indi
   for (int64_t dy = -radius; dy <= radius; ++dy) {
     for (int64_t dx = -radius; dx <= radius; ++dx) gauss[(dy + radius) * kernel_size + dx + radius] = gaussian_weight(s, dy, dx);
   }
-  const at::Tensor rc = rows.contiguous();
+  const at::Tensor rc = (rows.scalar_type() == at::kBFloat16 ? rows.to(at::kFloat) : rows).contiguous();
   const at::Tensor b = bias.has_value() ? bias->to(at::kFloat).contiguous() : at::zeros({channels}, m.options());
   const at::Tensor res =
       residual.has_value() ? residual->to(rows.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   at::Tensor out = at::empty({batch, channels, height, width}, rows.options().memory_format(at::MemoryFormat::ChannelsLast));
   const at::Tensor zeros = at::zeros({channels}, rows.options());
+  const at::Tensor row_zeros = at::zeros({channels}, rc.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sparse_interpolate_cpu", [&] {
-    const Call<scalar_t> call{rc.data_ptr<scalar_t>(),
+    using rt = row_t<scalar_t>;
+    const Call<scalar_t> call{rc.data_ptr<rt>(),
                               map,
                               mdata,
                               gauss.data(),
@@ -362,6 +371,7 @@ at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indi
                               res.defined() ? res.data_ptr<scalar_t>() : nullptr,
                               out.data_ptr<scalar_t>(),
                               zeros.data_ptr<scalar_t>(),
+                              row_zeros.data_ptr<rt>(),
                               batch,
                               channels,
                               height,
