@@ -245,17 +245,19 @@ def test_empty_mask_gives_bias_plus_residual(device):
 
 
 @needs_ext
-def test_cpu_kernels_give_the_same_result_on_any_number_of_threads():
-    """Each output row is one thread's: 1 and 3 threads must agree bit for bit (no races)."""
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cpu_kernels_give_the_same_result_on_any_number_of_threads(dtype):
+    """Each output row is one thread's: 1 and 3 threads must agree bit for bit (no races), in
+    float32 and in bfloat16 (whose GEMMs oneDNN runs in bfloat16)."""
     gen = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 8, 21, 17, generator=gen).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 21, 17, generator=gen).to(dtype).contiguous(memory_format=torch.channels_last)
     mask = make_mask('random', 2, 21, 17, gen)
     idx, cnt = sparse.active_positions(mask)
-    weight = torch.randn(5, 8, 3, 3, generator=gen)
-    offset = torch.randn(idx.numel(), 18, generator=gen)
-    rows = torch.randn(idx.numel(), 8, generator=gen)
+    weight = torch.randn(5, 8, 3, 3, generator=gen).to(dtype)
+    offset = torch.randn(idx.numel(), 18, generator=gen).to(dtype)
+    rows = torch.randn(idx.numel(), 8, generator=gen).to(dtype)
 
-    taps = torch.randn(9 * 5, 8, generator=gen)
+    taps = torch.randn(9 * 5, 8, generator=gen).to(dtype)
     # the tap conv with the GEMM over x's rows (full mask), over the gathered ones (border mask), and
     # stride 2's four GEMMs
     tap_masks = [sparse.active_positions(make_mask(kind, 2, 21, 17, gen)) for kind in ('full', 'border')]
