@@ -19,7 +19,7 @@ failure or a timeout in one never stops the next:
                SparseResNet dense-masked (masked@G) and exact sparse (sparse@G) at 71.4, 164.8
                GFLOPs and density 1, as CUDA graphs, with a kernel profile of each
   bench_b8     the same at batch 8, no profile
-  detector     the whole detector, dense-DCN vs sparse@71.4, batch 1
+  detector     the whole detector, dense-DCN vs sparse@71.4, batch 1, per part (--stages)
 The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0); so do the benchmarks,
 unless ``--autotune``. The summary (printed last, and $OUT/summary.txt) is one table: each
 stage's result, time and headline (test counts, benchmark rows, speed targets, failed tests).
@@ -176,7 +176,7 @@ def stages(args):
 
     variants = '--variants dense-dcn dense masked sparse --target-gflops 71.4 164.8 full'.split()
     timing = [] if dry else '--repeats 10 --warmup 3'.split()
-    detector = '--what detector --variants dense-dcn sparse --target-gflops 71.4'.split()
+    detector = '--what detector --variants dense-dcn sparse --target-gflops 71.4 --stages'.split()
     detector += [] if dry else '--repeats 5 --warmup 2'.split()
     bench_env = {} if args.autotune else dict(MMDET_TRITON_AUTOTUNE='0')
     benches = []
