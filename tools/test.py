@@ -75,7 +75,7 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         '--dtype', choices=sorted(DTYPES), default='fp32',
-        help='run the backbone and neck in this precision (BNs folded; heads, boxes and NMS in fp32)',
+        help='backbone, neck, hidden head layers in this precision (RoIAlign, scores, boxes, NMS: fp32)',
     )  # fmt: skip
     add_compile_option(parser)
     args = parser.parse_args(argv)
@@ -149,11 +149,11 @@ def evaluate(args, cfg, distributed, device):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
     if args.dtype != 'fp32':
-        if not hasattr(model, 'features_in'):
+        if not hasattr(model, 'inference_in'):
             raise ValueError(
-                f'--dtype {args.dtype}: {type(model).__name__} runs in float32 only (no features_in)'
+                f'--dtype {args.dtype}: {type(model).__name__} runs in float32 only (no inference_in)'
             )
-        model.eval().features_in(DTYPES[args.dtype])
+        model.eval().inference_in(DTYPES[args.dtype])
     if args.compile:
         compile_detector(model, args.compile)
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)

@@ -232,8 +232,8 @@ def build_model(settings, cfg, backbone_cfg):
     """The model to time, in eval mode: a backbone, or ``cfg``'s detector with ``backbone_cfg``;
     its backbone's BatchNorms folded into the convs before them (``ResNet.fold_batchnorms``: the
     dense variants at their best; the sparse blocks fold theirs in exact sparse execution). A
-    detector runs its backbone and neck in ``settings.dtype`` and its heads in float32, as
-    ``tools/test.py --dtype`` does (``TwoStageDetector.features_in``)."""
+    detector runs in ``settings.dtype`` as ``tools/test.py --dtype`` runs it
+    (``TwoStageDetector.inference_in``: RoIAlign, scores, box deltas and decoding in float32)."""
     if settings.what == 'detector':
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.pretrained = None
@@ -249,7 +249,7 @@ def build_model(settings, cfg, backbone_cfg):
         model.load_state_dict(state, strict=False)  # dense variants lack the mask predictors
     model.eval()
     if settings.what == 'detector':
-        model.to(settings.device).features_in(settings.dtype)  # folds the BNs in float32 first
+        model.to(settings.device).inference_in(settings.dtype)  # folds the BNs in float32 first
     else:
         model.fold_batchnorms().to(settings.device, settings.dtype)  # folded in float32
     return model.to(memory_format=torch.channels_last)

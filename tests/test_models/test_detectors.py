@@ -159,22 +159,35 @@ def test_simple_test_format_and_rescale():
         assert np.array_equal(scaled, raw)
 
 
-def test_features_in_bfloat16_keep_the_heads_in_float32():
+def test_inference_in_bfloat16_decodes_and_ranks_in_float32():
     det = _detector().eval()
     batch = _batch()
+    decoded = []  # the dtypes of the head outputs the proposals and detections are decoded from
+
+    def recording(decode):
+        def record(*args, **kwargs):
+            tensors = [t for arg in args for t in (arg if isinstance(arg, list) else [arg])]
+            decoded.extend(t.dtype for t in tensors if isinstance(t, torch.Tensor))
+            return decode(*args, **kwargs)
+
+        return record
+
+    det.rpn_head.get_bboxes = recording(det.rpn_head.get_bboxes)
+    det.bbox_head.get_det_bboxes = recording(det.bbox_head.get_det_bboxes)
     with torch.no_grad():
         reference = det.extract_feat(batch['img'])
-        det.features_in(torch.bfloat16)
+        det.inference_in(torch.bfloat16)
         features = det.extract_feat(batch['img'])
         results = det.simple_test(batch['img'], batch['img_metas'])
     assert isinstance(det.backbone.bn1, torch.nn.Identity)  # folded in float32 before the cast
-    assert {p.dtype for p in det.backbone.parameters()} | {p.dtype for p in det.neck.parameters()} == {
-        torch.bfloat16
-    }
-    assert {p.dtype for m in (det.rpn_head, det.bbox_head) for p in m.parameters()} == {torch.float32}
-    for low, full in zip(features, reference):
-        assert low.dtype == torch.float32
-        assert (low - full).norm() <= 1e-2 * full.norm()  # bfloat16 keeps 8 bits: ~0.4 % per rounding
+    low = (det.backbone, det.neck, det.rpn_head.rpn_conv, det.bbox_head.shared_fcs)
+    assert {p.dtype for part in low for p in part.parameters()} == {torch.bfloat16}
+    outputs = (det.rpn_head.rpn_cls, det.rpn_head.rpn_reg, det.bbox_head.fc_cls, det.bbox_head.fc_reg)
+    assert {p.dtype for part in outputs for p in part.parameters()} == {torch.float32}
+    for feat, ref in zip(features, reference):
+        assert feat.dtype == torch.bfloat16
+        assert (feat.float() - ref).norm() <= 1e-2 * ref.norm()  # bfloat16 keeps 8 bits: ~0.4 % per rounding
+    assert decoded and set(decoded) == {torch.float32}
     assert all(dets.dtype == np.float32 for res in results for dets in res)
 
 

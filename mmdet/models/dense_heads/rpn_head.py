@@ -74,6 +74,12 @@ class RPNHead(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
             nn.init.zeros_(conv.bias)
 
+    def hidden_in(self, dtype):
+        """Inference: run the 3x3 conv in ``dtype`` (e.g. torch.bfloat16), the score and delta
+        convs stay in float32 (their outputs are decoded and ranked). Returns self."""
+        self.rpn_conv.to(dtype)
+        return self
+
     def forward(self, feats):
         """feats: tuple of Tensor[B, C, H_l, W_l] -> (cls_scores, bbox_preds), lists of
         Tensor[B, A * cls_out_channels, H_l, W_l] and Tensor[B, A * 4, H_l, W_l]."""
@@ -83,7 +89,8 @@ class RPNHead(nn.Module):
             )
         cls_scores, bbox_preds = [], []
         for x in feats:
-            x = torch.relu(self.rpn_conv(x))
+            # each conv reads its input in its weight's dtype (``hidden_in``)
+            x = torch.relu(self.rpn_conv(x.to(self.rpn_conv.weight.dtype))).to(self.rpn_cls.weight.dtype)
             cls_scores.append(self.rpn_cls(x))
             bbox_preds.append(self.rpn_reg(x))
         return cls_scores, bbox_preds

@@ -44,7 +44,7 @@ class TwoStageDetector(nn.Module):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         self.compiled_features = None  # set by mmdet.apis.compile.compile_detector
-        self.feature_dtype = None  # set by features_in
+        self.compute_dtype = None  # set by inference_in
         self.init_weights(pretrained=pretrained)
 
     def init_weights(self, pretrained=None):
@@ -54,29 +54,30 @@ class TwoStageDetector(nn.Module):
         self.rpn_head.init_weights()
         self.bbox_head.init_weights()
 
-    def features_in(self, dtype):
-        """Inference only: run the backbone and the neck in ``dtype`` (e.g. torch.bfloat16 on a
-        CPU with AVX512-BF16 or AMX): the backbone's BatchNorms are folded into its convs in
-        float32 first (``fold_batchnorms``), then both are cast. The image goes in as ``dtype``
-        and the features come out in float32, so that the heads, the box decoding and NMS stay
-        in float32 (bfloat16 holds pixel coordinates above 256 to a few pixels only). Returns self."""
+    def inference_in(self, dtype):
+        """Inference only: run the backbone, the neck and the heads' hidden layers (the RPN's 3x3
+        conv, the box head's shared fcs) in ``dtype``, e.g. torch.bfloat16 on a CPU with
+        AVX512-BF16 or AMX. The backbone's BatchNorms are folded into its convs in float32 first
+        (``fold_batchnorms``). RoIAlign samples in float32, and the layers whose outputs are
+        decoded and ranked (scores, box deltas) stay in float32, as do the decoding and NMS
+        (bfloat16 holds pixel coordinates above 256 to a few pixels only). Returns self."""
         self.backbone.fold_batchnorms()
         self.backbone.to(dtype)
         self.neck.to(dtype)
-        self.feature_dtype = dtype
+        self.rpn_head.hidden_in(dtype)
+        self.bbox_head.hidden_in(dtype)
+        self.compute_dtype = dtype
         return self
 
     def extract_feat(self, img):
-        """img Tensor[B, 3, H, W] -> tuple of neck outputs Tensor[B, C, H / s, W / s] (float32
-        where ``features_in`` set another dtype for them), by the compiled backbone and neck where
+        """img Tensor[B, 3, H, W] -> tuple of neck outputs Tensor[B, C, H / s, W / s] (in the
+        ``inference_in`` dtype where one is set), by the compiled backbone and neck where
         ``compile_detector`` set ``compiled_features``."""
-        if self.feature_dtype is not None:
-            img = img.to(self.feature_dtype)
+        if self.compute_dtype is not None:
+            img = img.to(self.compute_dtype)
         if self.compiled_features is not None:
-            feats = self.compiled_features(img)
-        else:
-            feats = self.neck(self.backbone(img))
-        return feats if self.feature_dtype is None else tuple(f.float() for f in feats)
+            return self.compiled_features(img)
+        return self.neck(self.backbone(img))
 
     def forward(self, img, img_metas, return_loss=True, **kwargs):
         if return_loss:

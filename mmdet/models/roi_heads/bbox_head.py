@@ -69,10 +69,17 @@ class SharedFCBBoxHead(nn.Module):
         nn.init.zeros_(self.fc_cls.bias)
         nn.init.zeros_(self.fc_reg.bias)
 
+    def hidden_in(self, dtype):
+        """Inference: run the shared fcs in ``dtype`` (e.g. torch.bfloat16), the class score and
+        box delta layers stay in float32 (their outputs are decoded and ranked). Returns self."""
+        self.shared_fcs.to(dtype)
+        return self
+
     def forward(self, x):
         x = x.flatten(1)
-        for fc in self.shared_fcs:
-            x = F.relu(fc(x))
+        for fc in self.shared_fcs:  # each layer reads its input in its weight's dtype (``hidden_in``)
+            x = F.relu(fc(x.to(fc.weight.dtype)))
+        x = x.to(self.fc_cls.weight.dtype)
         return self.fc_cls(x), self.fc_reg(x)
 
     def get_target(self, sampling_results, pos_weight=-1):
