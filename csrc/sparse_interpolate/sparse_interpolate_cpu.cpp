@@ -360,7 +360,7 @@ at::Tensor sparse_interpolate_cpu(const at::Tensor& rows, const at::Tensor& indi
       residual.has_value() ? residual->to(rows.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast) : at::Tensor();
   at::Tensor out = at::empty({batch, channels, height, width}, rows.options().memory_format(at::MemoryFormat::ChannelsLast));
   const at::Tensor zeros = at::zeros({channels}, rows.options());
-  const at::Tensor row_zeros = at::zeros({channels}, rc.options());
+  const at::Tensor row_zeros = rc.scalar_type() == rows.scalar_type() ? zeros : at::zeros({channels}, rc.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, rows.scalar_type(), "sparse_interpolate_cpu", [&] {
     using rt = row_t<scalar_t>;
     const Call<scalar_t> call{rc.data_ptr<rt>(),

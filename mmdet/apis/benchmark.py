@@ -459,11 +459,21 @@ def _fmt(value):
     return str(value)
 
 
+def _aligned(cells, left_first=False):
+    """Rows of strings -> text lines, each column right-aligned to its widest cell (the first
+    column left-aligned with ``left_first``)."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return [
+        '  '.join(
+            v.ljust(w) if left_first and i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))
+        )
+        for row in cells
+    ]
+
+
 def format_table(rows):
     """The rows' ``COLUMNS`` as right-aligned text lines, a header first."""
-    cells = [COLUMNS] + [[_fmt(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-    return ['  '.join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return _aligned([COLUMNS] + [[_fmt(r.get(c)) for c in COLUMNS] for r in rows])
 
 
 def format_stages(rows):
@@ -472,28 +482,18 @@ def format_stages(rows):
     timed = [r for r in rows if 'stages_ms' in r]
     if not timed:
         return []
-    header, columns = ['part'], []
+    columns = []  # (header, [one cell per part, then the sum of parts])
     for row in timed:
+        ms = [*row['stages_ms'].values(), sum(row['stages_ms'].values())]
+        columns.append((f'{row["variant"]} b{row["batch"]}', [_fmt(v) for v in ms]))
         dense = next((r for r in timed if r['variant'] == 'dense' and r['batch'] == row['batch']), None)
-        name = f'{row["variant"]} b{row["batch"]}'
-        columns.append(
-            [name] + [_fmt(v) for v in row['stages_ms'].values()] + [_fmt(sum(row['stages_ms'].values()))]
-        )
         if dense is not None and dense is not row:
-            ratios = [dense['stages_ms'][k] / v for k, v in row['stages_ms'].items()]
-            ratios.append(sum(dense['stages_ms'].values()) / sum(row['stages_ms'].values()))
-            columns.append(['vs dense'] + [f'{v:.2f}' for v in ratios])
-    header += list(timed[0]['stages_ms']) + ['sum of parts']
-    cells = [header] + columns
-    widths = [max(len(c) for c in col) for col in cells]
-    lines = []
-    for i in range(len(header)):
-        lines.append(
-            '  '.join(
-                col[i].rjust(w) if j else col[i].ljust(w) for j, (col, w) in enumerate(zip(cells, widths))
-            )
-        )
-    return lines
+            base = [*dense['stages_ms'].values(), sum(dense['stages_ms'].values())]
+            columns.append(('vs dense', [f'{d / v:.2f}' for d, v in zip(base, ms)]))
+    parts = [*timed[0]['stages_ms'], 'sum of parts']
+    cells = [['part', *(header for header, _ in columns)]]
+    cells += [[part, *(values[i] for _, values in columns)] for i, part in enumerate(parts)]
+    return _aligned(cells, left_first=True)
 
 
 def environment(device, resolution):
