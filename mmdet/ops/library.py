@@ -46,6 +46,9 @@ BACKENDS = {
     'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
     'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'eval_mask': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
+    # torchvision's RoIAlign; compiled: the same kernel over chunks of the RoIs in parallel (its
+    # CPU kernel is one thread; on CUDA it is parallel already)
+    'roi_align': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
 }
 SCHEMAS = {
     'active_positions': '(Tensor mask) -> (Tensor, Tensor)',
@@ -67,6 +70,10 @@ SCHEMAS = {
     ),
     'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
+    'roi_align': (
+        '(Tensor input, Tensor rois, float spatial_scale, int output_size, int sampling_ratio, '
+        'bool aligned) -> Tensor'
+    ),
 }
 DEVICES = {'cpu': 'CPU', 'cuda': 'CUDA'}  # device type -> dispatch key
 
@@ -227,6 +234,10 @@ def _fake_eval_mask(p, u, temperature, grid_interval):
     return p.new_empty(p.shape)
 
 
+def _fake_roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned):
+    return input.new_empty(rois.shape[0], input.shape[1], output_size, output_size)
+
+
 FAKES = {
     'active_positions': _fake_active_positions,
     'sparse_conv': _fake_sparse_conv,
@@ -236,6 +247,7 @@ FAKES = {
     'sparse_tap_conv': _fake_sparse_tap_conv,
     'pointwise_conv': _fake_pointwise_conv,
     'eval_mask': _fake_eval_mask,
+    'roi_align': _fake_roi_align,
 }
 
 

@@ -1,4 +1,5 @@
-"""Pure-PyTorch references of the ops (the fallback backend, and oracles in tests).
+"""Pure-PyTorch references of the ops (the fallback backend, and oracles in tests); roi_align's
+is torchvision's.
 
 They compute densely, then pick the active positions, in the dtype of their inputs; the
 signatures are those of ``mmdet.ops.library.SCHEMAS`` and the conventions those of docs/ops.md
@@ -8,6 +9,7 @@ signatures are those of ``mmdet.ops.library.SCHEMAS`` and the conventions those 
 import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
+from torchvision.ops import roi_align as torchvision_roi_align
 
 from .gumbel_mask import grid_prior, gumbel_soft
 from .interpolation import interpolate_dense
@@ -135,3 +137,9 @@ def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
     if grid_interval:
         return mask.masked_fill(grid_prior(*p.shape[-2:], grid_interval, p.device), 1.0)
     return mask
+
+
+def roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned) -> torch.Tensor:
+    """input: [B, C, H, W], rois: [n, 5] (batch index, x1, y1, x2, y2) -> torchvision's RoIAlign
+    Tensor[n, C, output_size, output_size]."""
+    return torchvision_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)

@@ -136,6 +136,21 @@ def _eval_mask_case(grid_interval):
     return make
 
 
+def _roi_align_case(batch, channels_last, sampling_ratio, aligned, rois=37):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(4)
+        x = torch.randn(batch, 6, 13, 17, generator=gen)
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        # boxes in image pixels (scale 1/4): inside, across the border, tiny and past the map
+        corner = torch.rand(rois, 2, generator=gen) * torch.tensor([80.0, 60.0]) - 8
+        size = torch.rand(rois, 2, generator=gen) * 40 + 0.5
+        index = torch.randint(0, batch, (rois, 1), generator=gen).float()
+        boxes = torch.cat([index, corner, corner + size], dim=1)
+        return x.to(device, dtype), boxes.to(device, dtype), 0.25, 3, sampling_ratio, aligned
+
+    return make
+
+
 CASES = {
     # 2 x 33 x 40: more positions than one block of the Triton compaction (1024)
     'active_positions': {**{kind: _mask_case(kind) for kind in MASKS}, 'large': _mask_case('random', 33, 40)},
@@ -172,4 +187,14 @@ CASES = {
     },
     'pointwise_conv': {f'relu={relu}': _pointwise_case(relu) for relu in (True, False)},
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
+    'roi_align': {
+        **{
+            f'b{batch}-{"cl" if cl else "nchw"}-s{ratio}-{"aligned" if aligned else "v0.6"}': _roi_align_case(
+                batch, cl, ratio, aligned
+            )
+            for batch, cl in ((1, False), (2, True))
+            for ratio, aligned in ((2, False), (0, True))
+        },
+        'no-rois': _roi_align_case(2, True, 2, False, rois=0),
+    },
 }

@@ -44,6 +44,8 @@ def test_opcheck(backend, op):
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize('op', list(library.SCHEMAS))
 def test_fake_kernels_follow_the_dtype(op, dtype):
+    if op == 'roi_align' and dtype == torch.bfloat16:
+        pytest.skip("torchvision's CPU RoIAlign has no bfloat16 kernel (the RoI heads pool in float32)")
     case = next(iter(CASES[op].values()))
     torch.library.opcheck(getattr(torch.ops.sai, op).default, case('cpu', dtype), test_utils=CHECKS[:2])
 

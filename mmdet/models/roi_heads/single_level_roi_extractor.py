@@ -2,8 +2,8 @@
 
 import torch
 from torch import nn
-from torchvision.ops import roi_align
 
+from mmdet.ops.roi_align import roi_align
 from mmdet.registry import ROI_EXTRACTORS
 
 
@@ -23,7 +23,8 @@ class SingleRoIExtractor(nn.Module):
         finest_scale (int): RoIs of scale < 2 * finest_scale go to level 0.
 
     Input: feats, tuple of at least len(featmap_strides) Tensor[B, C, H_l, W_l]; rois Tensor[n, 5]
-    (img_idx, x1, y1, x2, y2). Output: Tensor[n, C, out_size, out_size].
+    (img_idx, x1, y1, x2, y2). Output: Tensor[n, C, out_size, out_size]. At inference on the CPU the
+    RoIs of a level are pooled in parallel (``mmdet.ops.roi_align``: torchvision's kernel, the same values).
     """
 
     def __init__(self, roi_layer, out_channels, featmap_strides, finest_scale=56):
