@@ -19,6 +19,7 @@ TORCH_LIBRARY(sai_det, m) {
   m.def("tap_sum(Tensor taps, Tensor? bias, int stride) -> Tensor");  // CPU only (CUDA: Triton)
   m.def(  // CPU only (CUDA: the offsets run densely)
       "sparse_tap_conv(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor count, int stride) -> Tensor");
+  m.def("eval_mask(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor");  // CPU (CUDA: Triton)
   m.def(  // CPU only: torchvision's RoIAlign over chunks of the RoIs in parallel (CUDA: torchvision's)
       "roi_align(Tensor input, Tensor rois, float spatial_scale, int output_size, int sampling_ratio, bool aligned) "
       "-> Tensor");

@@ -4,7 +4,7 @@ soft = sigmoid(((log(p + eps) + g1) - (log(1 - p + eps) + g2)) / (T + eps)), g =
 + eps) for u ~ U(0, 1), eps = 1e-8; in eval the mask is soft where soft >= 0.5 and 0 elsewhere,
 and 1 on the grid prior. Unfused this is ~30 small kernels per mask (two per block in every
 SparseResNet forward); ``eval_mask`` runs it as the op ``torch.ops.sai.eval_mask``, one Triton
-kernel on CUDA (``mmdet.ops.library`` has the backends).
+kernel on CUDA, one vectorised compiled pass on the CPU (``mmdet.ops.library`` has the backends).
 """
 
 import torch

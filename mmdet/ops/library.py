@@ -45,7 +45,7 @@ BACKENDS = {
     # CPU only: on CUDA the offset conv runs densely (sparse_exec._offset_rows)
     'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
     'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
-    'eval_mask': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
+    'eval_mask': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
     # torchvision's RoIAlign; compiled: the same kernel over chunks of the RoIs in parallel (its
     # CPU kernel is one thread; on CUDA it is parallel already)
     'roi_align': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},

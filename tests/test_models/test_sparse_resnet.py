@@ -405,7 +405,10 @@ def test_eval_mask_is_the_thresholded_eval_sample_plus_grid():
     mask = gumbel.eval_mask(p, torch.Generator().manual_seed(2), grid_interval=4)
     expected = soft * (soft >= 0.5)
     expected[..., ::4, ::4] = 1.0
-    assert torch.equal(mask, expected)
+    # the op (compiled on the CPU: its own rounding) and the formula agree but within rounding of 0.5
+    near = (soft - 0.5).abs() < 1e-4
+    assert ((mask > 0) == (expected > 0))[~near].all()
+    torch.testing.assert_close(mask, expected)
     assert 0.2 < (mask > 0).float().mean() < 0.8
 
 

@@ -65,10 +65,9 @@ def test_every_op_has_a_backend_on_every_device():
 def test_backend_choice_and_prefer():
     expected = 'compiled' if has_ops() else 'reference'
     compiled_on_cpu = ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate')
-    for op in (*compiled_on_cpu, 'tap_sum', 'sparse_tap_conv'):
+    for op in (*compiled_on_cpu, 'tap_sum', 'sparse_tap_conv', 'eval_mask', 'roi_align'):
         assert library.backend(op, 'cpu') == library.backend(op, torch.device('cpu')) == expected
-    for op in ('pointwise_conv', 'eval_mask'):
-        assert library.backend(op, 'cpu') == 'reference'
+    assert library.backend('pointwise_conv', 'cpu') == 'reference'
     with library.prefer('reference', 'cpu'):
         assert library.backend('sparse_conv', 'cpu') == 'reference'
         with library.prefer('triton', 'cpu'):  # Triton runs CPU tensors only under its interpreter

@@ -15,6 +15,7 @@ from op_helpers import assert_close, make_mask
 
 from mmdet.ops import has_ops, library, sparse
 from mmdet.ops import sparse_reference as ref
+from mmdet.ops.gumbel_mask import eval_mask, gumbel_soft
 from mmdet.ops.interpolation import interpolate_dense
 
 needs_ext = pytest.mark.skipif(
@@ -493,3 +494,38 @@ def test_reference_fallback_matches_dense_conv():
     # zero offsets: deformable == plain conv
     zero = torch.zeros(idx.numel(), 18)
     assert torch.allclose(ref.sparse_deform_conv(x, zero, weight, idx, cnt, 2, 1, 1), rows, atol=1e-5)
+
+
+@needs_ext
+@pytest.mark.parametrize('dtype', DTYPES)
+def test_compiled_eval_mask_matches_the_formula(dtype):
+    """The CPU kernel (one logarithm of a product, polynomial log and exp) against the formula in
+    float64, at the ends of p's and u's ranges too: the binary decision the same except within
+    rounding of the threshold, the kept values within float32 rounding, and bit for bit on 1 and
+    3 threads (a 2 x 1 x 61 x 97 map: more positions than one thread's grain)."""
+    gen = torch.Generator().manual_seed(6)
+    p = torch.rand(2, 1, 61, 97, generator=gen)
+    p[0, 0, 0, :5] = torch.tensor([0.0, 1.0, 0.5, 1e-9, 1 - 1e-7])
+    u = torch.rand(2, 2, 1, 61, 97, generator=gen)
+    u[:, 0, 0, 1, :4] = torch.tensor([0.0, 1.0, 1e-30, 1 - 1e-7])[None]
+    u[0, 1, 0, 2, :3] = torch.tensor([0.0, 1.0, 1e-30])
+    p = p.to(dtype)
+    soft = gumbel_soft(p.double(), u.double(), 0.03)
+    threads = torch.get_num_threads()
+    with serving(('cpu', 'compiled')):
+        try:
+            masks = []
+            for n in (1, 3):
+                torch.set_num_threads(n)
+                masks.append(eval_mask(p, u, 0.03, 4))
+        finally:
+            torch.set_num_threads(threads)
+    assert library.backend('eval_mask', 'cpu') == 'compiled'
+    mask = masks[0]
+    assert torch.equal(mask, masks[1]) and mask.dtype == dtype and mask.shape == p.shape
+    expected = soft * (soft >= 0.5)
+    expected[..., ::4, ::4] = 1.0
+    near = (soft - 0.5).abs() < 1e-4
+    assert near.sum() < 5 and ((mask > 0) == (expected > 0))[~near].all()
+    assert_close(mask[~near].double(), expected[~near], dtype)
+    assert 0.3 < (mask > 0).double().mean() < 0.7

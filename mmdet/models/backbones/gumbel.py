@@ -3,7 +3,6 @@
 import torch
 import torch.nn as nn
 
-from mmdet.ops import sparse_reference
 from mmdet.ops.gumbel_mask import eval_mask, gumbel_soft
 
 
@@ -48,13 +47,10 @@ class GumbelSigmoid(nn.Module):
     def eval_mask(self, p, generator=None, grid_interval=None):
         """The eval mask of p: Tensor[B, 1, h, w]: soft * (soft >= 0.5) at T = ``eval_T``, 1 on the
         grid prior (every ``grid_interval``-th row and column; None: none). One fused kernel on
-        the GPU; the same noise as ``forward`` in eval, so ``forward``'s soft gives the same mask.
-        Traced (torch.compile, torch.export) it is the op's plain PyTorch formula, which Inductor
-        fuses into one kernel itself (the op would stay an opaque call)."""
-        u = uniform_noise(p, generator)
-        if torch.compiler.is_compiling():
-            return sparse_reference.eval_mask(p, u, self.eval_T, grid_interval or 0)
-        return eval_mask(p, u, self.eval_T, grid_interval)
+        the GPU, one vectorised pass on the CPU, traced (torch.compile, torch.export) as the same
+        op, so that a compiled model samples the masks of the eager one; the same noise as
+        ``forward`` in eval, so ``forward``'s soft gives the same mask (to rounding at 0.5)."""
+        return eval_mask(p, uniform_noise(p, generator), self.eval_T, grid_interval)
 
     def extra_repr(self):
         return f'cur_T={self.cur_T.item():.5f}, decay_alpha={self.decay_alpha}, eval_T={self.eval_T}'
