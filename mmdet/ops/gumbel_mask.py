@@ -9,6 +9,8 @@ kernel on CUDA, one vectorised compiled pass on the CPU (``mmdet.ops.library`` h
 
 import torch
 
+from . import library
+
 EPS = 1e-8
 
 
@@ -43,7 +45,7 @@ def eval_mask(
         raise ValueError(f'eval_mask: expected u on {p.device} (like p), got {u.device}')
     if grid_interval is not None and (not isinstance(grid_interval, int) or grid_interval < 1):
         raise ValueError(f'eval_mask: expected grid_interval None or a positive int, got {grid_interval!r}')
-    return torch.ops.sai.eval_mask(p, u, float(temperature), grid_interval or 0)
+    return library.call('eval_mask', p, u, float(temperature), grid_interval or 0)
 
 
 def _describe(t) -> str:

@@ -129,6 +129,18 @@ def _choice(op: str, device: str, preferred: str | None):
     return name, implementation(op, name)
 
 
+def call(op: str, *args):
+    """``torch.ops.sai.<op>(*args)`` (args: ``SCHEMAS[op]``, the first a tensor on the op's device).
+    In eager inference (autograd off, not traced) the serving backend is called directly: the op's
+    way through the dispatcher and its Python kernels costs 5-25 us a call, ~4 ms per sparse
+    ResNet-101 forward on the CPU. With autograd on the op runs (its backward refuses); traced,
+    torch.compile and torch.export see the op."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return getattr(torch.ops.sai, op)(*args)
+    device = args[0].device.type
+    return _choice(op, device, _preferred.get(device))[1](*args)
+
+
 def backend(op: str, device) -> str:
     """The backend that serves ``op`` on ``device`` (a torch.device or its type) now."""
     device = torch.device(device).type

@@ -6,6 +6,7 @@ another on one thread; the same values to the bit); with gradients, torchvision'
 import torch
 from torchvision.ops import roi_align as torchvision_roi_align
 
+from . import library
 from .checks import check_int, check_tensor, same_dtype
 
 
@@ -24,4 +25,4 @@ def roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned=F
     check_int('output_size', output_size, 1)
     check_int('sampling_ratio', sampling_ratio, 0)  # 0: adaptive, ceil(RoI size / output_size) per bin
     scale, aligned = float(spatial_scale), bool(aligned)
-    return torch.ops.sai.roi_align(input, rois, scale, output_size, sampling_ratio, aligned)
+    return library.call('roi_align', input, rois, scale, output_size, sampling_ratio, aligned)

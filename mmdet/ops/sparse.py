@@ -1,12 +1,14 @@
 """The sparse ops of docs/ops.md: each wrapper checks its arguments, then calls the op
-``torch.ops.sai.<op>``, whose backend (compiled, Triton or reference) ``mmdet.ops.library``
-chooses by device. Inference only: the ops' backward raises.
+``torch.ops.sai.<op>`` (``library.call``: in eager inference its backend directly), whose backend
+(compiled, Triton or reference) ``mmdet.ops.library`` chooses by device. Inference only: the
+ops' backward raises.
 """
 
 import math
 
 import torch
 
+from . import library
 from .checks import check_int, check_mask, check_optional, check_positions, check_tensor, same_dtype
 
 
@@ -36,7 +38,7 @@ def _check_conv(x, weight, indices, count, stride, padding, dilation, scale, bia
 def active_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """mask: [B, 1, H, W] -> (indices int32 [N_max] ascending positions with mask > 0, count int32 [1])."""
     check_mask('mask', mask)
-    return torch.ops.sai.active_positions(mask)
+    return library.call('active_positions', mask)
 
 
 def sparse_conv(
@@ -48,7 +50,9 @@ def sparse_conv(
     [B, 1, Ho, Wo]; scale, bias: [Cout] or None. Returns rows [N_max, Cout] in x's dtype.
     """
     _check_conv(x, weight, indices, count, stride, padding, dilation, scale, bias)
-    return torch.ops.sai.sparse_conv(x, weight, indices, count, stride, padding, dilation, scale, bias, relu)
+    return library.call(
+        'sparse_conv', x, weight, indices, count, stride, padding, dilation, scale, bias, relu
+    )
 
 
 def sparse_deform_conv(
@@ -63,8 +67,8 @@ def sparse_deform_conv(
     taps = weight.shape[2] * weight.shape[3]
     check_tensor('offset', offset, x.device, shape=(indices.shape[0], 2 * taps))
     same_dtype('offset', offset, x)
-    return torch.ops.sai.sparse_deform_conv(
-        x, offset, weight, indices, count, stride, padding, dilation, scale, bias, relu
+    return library.call(
+        'sparse_deform_conv', x, offset, weight, indices, count, stride, padding, dilation, scale, bias, relu
     )
 
 
@@ -95,8 +99,8 @@ def sparse_interpolate(
     batch, _, height, width = mask.shape
     check_optional('bias', bias, rows.device, (rows.shape[1],))
     check_optional('residual', residual, rows.device, (batch, rows.shape[1], height, width))
-    return torch.ops.sai.sparse_interpolate(
-        rows, indices, count, mask, sigma, kernel_size, bias, residual, relu
+    return library.call(
+        'sparse_interpolate', rows, indices, count, mask, sigma, kernel_size, bias, residual, relu
     )
 
 
@@ -111,7 +115,7 @@ def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:
     check_optional('bias', bias, taps.device, (taps.shape[3] // 9,))
     check_int('stride', stride, 1)
     bias = None if bias is None else bias.float()
-    return torch.ops.sai.tap_sum(taps.contiguous(), bias, stride)
+    return library.call('tap_sum', taps.contiguous(), bias, stride)
 
 
 def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
@@ -136,7 +140,7 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
     grid = x.shape[0] * _conv_out(x.shape[2], 3, stride, 1, 1) * _conv_out(x.shape[3], 3, stride, 1, 1)
     check_positions(indices, count, x.device, grid)
     check_optional('bias', bias, x.device, (weight.shape[0] // 9,))
-    return torch.ops.sai.sparse_tap_conv(x, weight, bias, indices, count, stride)
+    return library.call('sparse_tap_conv', x, weight, bias, indices, count, stride)
 
 
 def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
@@ -149,4 +153,4 @@ def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
     same_dtype('weight', weight, x)
     check_tensor('bias', bias, x.device, shape=(weight.shape[0],))
     check_tensor('residual', residual, x.device, shape=(x.shape[0], weight.shape[0], *x.shape[2:]))
-    return torch.ops.sai.pointwise_conv(x, weight, bias, residual, relu)
+    return library.call('pointwise_conv', x, weight, bias, residual, relu)

@@ -1,5 +1,7 @@
 """sparse_bottleneck_forward against the dense-masked SparseBottleneck given the same masks."""
 
+from unittest import mock
+
 import pytest
 import torch
 import torch.nn as nn
@@ -7,6 +9,7 @@ from block_helpers import assert_close_scaled, eval_mask, output_grid, random_bo
 
 from mmdet.models.backbones import sparse_exec
 from mmdet.models.backbones.sparse_exec import fold_bn, sparse_bottleneck_forward
+from mmdet.ops import library
 
 
 def dense_masked(block, x, mask1, mask2):
@@ -80,9 +83,17 @@ def test_gpu_order_gives_the_same_result(monkeypatch):
 
 
 def operators(fn):
-    """(fn(), the names of the operators it called from Python, in order)."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        out = fn()
+    """(fn(), the names of the operators it called from Python, in order): each sai op as
+    'sai::<op>', whichever backend served it (``library.call`` may call the backend directly)."""
+    call = library.call
+
+    def recorded(op, *args):
+        with torch.profiler.record_function(f'sai::{op}'):
+            return call(op, *args)
+
+    with mock.patch.object(library, 'call', recorded):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            out = fn()
     return out, [e.name for e in prof.events() if e.cpu_parent is None]
 
 
