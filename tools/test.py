@@ -148,12 +148,10 @@ def evaluate(args, cfg, distributed, device):
     if hasattr(model.backbone, 'set_sampling_seed'):
         model.backbone.set_sampling_seed(args.seed + rank)
     model.to(device)
-    if args.dtype != 'fp32':
-        if not hasattr(model, 'inference_in'):
-            raise ValueError(
-                f'--dtype {args.dtype}: {type(model).__name__} runs in float32 only (no inference_in)'
-            )
+    if hasattr(model, 'inference_in'):  # BNs folded, channels-last, the dtype: as benchmarked
         model.eval().inference_in(DTYPES[args.dtype])
+    elif args.dtype != 'fp32':
+        raise ValueError(f'--dtype {args.dtype}: {type(model).__name__} has no inference_in (float32 only)')
     if args.compile:
         compile_detector(model, args.compile)
     data_loader = build_dataloader(dataset, 1, cfg.data.workers_per_gpu, dist=distributed, shuffle=False)

@@ -97,12 +97,13 @@ def toy_sparse_detector(config):
 
 @pytest.fixture(scope='module')
 def toy(tmp_path_factory):
-    """(config path, the toy detector compiled with aot_eager)."""
+    """(config path, the toy detector prepared as tools/test.py prepares it, ``inference_in``
+    float32, and compiled with aot_eager)."""
     torch._dynamo.reset()
     counters.clear()
     config = tmp_path_factory.mktemp('compile') / 'toy.py'
     config.write_text(TOY_CONFIG)
-    return config, compile_detector(toy_sparse_detector(config), 'aot_eager')
+    return config, compile_detector(toy_sparse_detector(config).inference_in(torch.float32), 'aot_eager')
 
 
 def backbone_run(forward, backbone, img, seed):

@@ -191,6 +191,27 @@ def test_inference_in_bfloat16_decodes_and_ranks_in_float32():
     assert all(dets.dtype == np.float32 for res in results for dets in res)
 
 
+def test_inference_in_float32_folds_and_goes_channels_last_with_the_same_detections():
+    """tools/test.py prepares every detector by inference_in, float32 included: the backbone's
+    BNs folded and the 4-D weights channels-last change the features by rounding only."""
+    det = _detector().eval()
+    batch = _batch()
+    with torch.no_grad():
+        reference = det.extract_feat(batch['img'])
+        expected = det.simple_test(batch['img'], batch['img_metas'])
+        det.inference_in(torch.float32)
+        features = det.extract_feat(batch['img'])
+        results = det.simple_test(batch['img'], batch['img_metas'])
+    assert isinstance(det.backbone.bn1, torch.nn.Identity)
+    weights = [p for p in det.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    for feat, ref in zip(features, reference):
+        torch.testing.assert_close(feat, ref, rtol=1e-4, atol=1e-4)
+    for res, exp in zip(results, expected):
+        for dets, exp_dets in zip(res, exp):
+            np.testing.assert_allclose(dets, exp_dets, rtol=1e-3, atol=1e-3)
+
+
 def test_bad_inputs_raise():
     det = _detector()
     batch = _batch()

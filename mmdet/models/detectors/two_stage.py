@@ -60,14 +60,17 @@ class TwoStageDetector(nn.Module):
         AVX512-BF16 or AMX. The backbone's BatchNorms are folded into its convs in float32 first
         (``fold_batchnorms``). RoIAlign samples in float32, and the layers whose outputs are
         decoded and ranked (scores, box deltas) stay in float32, as do the decoding and NMS
-        (bfloat16 holds pixel coordinates above 256 to a few pixels only). Returns self."""
+        (bfloat16 holds pixel coordinates above 256 to a few pixels only). The 4-D weights go
+        channels-last (the fast layout of oneDNN's and cuDNN's convolutions; the sparse kernels
+        read their weights as [Cout, k, k, Cin] rows). ``tools/test.py`` prepares every detector
+        this way, float32 included. Returns self."""
         self.backbone.fold_batchnorms()
         self.backbone.to(dtype)
         self.neck.to(dtype)
         self.rpn_head.hidden_in(dtype)
         self.bbox_head.hidden_in(dtype)
         self.compute_dtype = dtype
-        return self
+        return self.to(memory_format=torch.channels_last)
 
     def extract_feat(self, img):
         """img Tensor[B, 3, H, W] -> tuple of neck outputs Tensor[B, C, H / s, W / s] (in the
