@@ -52,6 +52,7 @@ inline at::Tensor gemm_weight(const at::Tensor& weight, at::ScalarType dtype) {
   return weight.permute({0, 2, 3, 1}).reshape({weight.size(0), -1}).to(dtype);
 }
 
+// CUDA (the CPU kernels: gemm_epilogue_cpu.h, one pass over the product):
 // rows [n, Cout] (in place) = relu(scale * (patches [n, K] @ w.T) + bias): the BN scale is
 // applied to the n x Cout result, cheaper than folding it into the Cout x K weight while n < K.
 // rows are in the op-math type; patches and w may be in a narrower gemm_type (the product is then

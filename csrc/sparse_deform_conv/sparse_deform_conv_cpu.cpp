@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "sparse_conv/gemm_epilogue_cpu.h"
 #include "sparse_deform_conv/sparse_deform_conv.h"
 
 namespace sai_det {
@@ -65,9 +66,13 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor off = offset.to(acc_type).contiguous();
   const at::Tensor w = gemm_weight(weight, gemm_type(x.scalar_type()));
-  at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options().dtype(acc_type));
+  check_vector(scale, weight.size(0), "scale");
+  check_vector(bias, weight.size(0), "bias");
+  const at::Tensor sc = scale.has_value() ? scale->to(acc_type).contiguous() : at::Tensor();
+  const at::Tensor sh = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
+  at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options());
   rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
-  if (n == 0) return rows.to(x.scalar_type());
+  if (n == 0) return rows;
   const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
   at::Tensor patches = at::empty({chunk, row_len}, w.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_deform_conv_cpu", [&] {
@@ -80,10 +85,11 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
                                                       idx.data_ptr<int32_t>(), begin, len, p.data_ptr<patch_t>(),
                                                       channels, height, width, out_h, out_w, k, stride, padding,
                                                       dilation);
-      gemm_epilogue(rows.narrow(0, begin, len), p, w, scale, bias, relu);
+      gemm_epilogue_cpu<scalar_t>(rows.narrow(0, begin, len), p, w, sc.defined() ? sc.data_ptr<acc_t>() : nullptr,
+                                    sh.defined() ? sh.data_ptr<acc_t>() : nullptr, relu);
     }
   });
-  return rows.to(x.scalar_type());
+  return rows;
 }
 
 TORCH_LIBRARY_IMPL(sai_det, CPU, m) { m.impl("sparse_deform_conv", &sparse_deform_conv_cpu); }
