@@ -7,6 +7,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <cstring>
+#include <type_traits>
+
 #include "sparse_conv/gemm_epilogue_cpu.h"
 #include "sparse_conv/sparse_conv.h"
 
@@ -33,7 +36,11 @@ void gather_patches(const scalar_t* x, const int32_t* indices, int64_t begin, in
             continue;
           }
           const scalar_t* src = x + pix * channels;
-          for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<patch_t>(src[c]);
+          if constexpr (std::is_same_v<scalar_t, patch_t>) {
+            std::memcpy(dst, src, channels * sizeof(scalar_t));  // c10::BFloat16's copy loop stays scalar
+          } else {
+            for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<patch_t>(src[c]);
+          }
         }
       }
     }

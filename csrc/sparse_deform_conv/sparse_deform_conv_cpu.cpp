@@ -6,7 +6,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 
 #include "sparse_conv/gemm_epilogue_cpu.h"
 #include "sparse_deform_conv/sparse_deform_conv.h"
@@ -16,6 +18,46 @@ namespace sai_det {
 namespace {
 
 constexpr int64_t kChunkElements = int64_t{1} << 21;
+
+// dst[c] = wt[0] s0[c] + wt[1] s1[c] + wt[2] s2[c] + wt[3] s3[c] in acc_t, stored as patch_t.
+template <typename scalar_t, typename acc_t, typename patch_t>
+void blend_corners(const scalar_t* s0, const scalar_t* s1, const scalar_t* s2, const scalar_t* s3, const acc_t* wt,
+                   patch_t* dst, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) {
+    dst[c] = static_cast<patch_t>(wt[0] * acc_t(s0[c]) + wt[1] * acc_t(s1[c]) + wt[2] * acc_t(s2[c]) +
+                                  wt[3] * acc_t(s3[c]));
+  }
+}
+
+// float32 and bfloat16 (into bfloat16 patches) are compiled for AVX-512, AVX2 and the x86-64
+// baseline, the widest this CPU runs picked at load time (the wider code contracts the blend into
+// FMAs: the same values to rounding). bfloat16 goes through its bits (the upper half of a float32;
+// stored rounded to nearest even, NaN as 0x7FC0, as c10::BFloat16 converts), which the compiler
+// vectorises (c10::BFloat16's conversions keep the loop scalar).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void blend_corners(
+    const float* s0, const float* s1, const float* s2, const float* s3, const float* wt, float* dst,
+    int64_t channels) {
+  const float w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+  for (int64_t c = 0; c < channels; ++c) dst[c] = w0 * s0[c] + w1 * s1[c] + w2 * s2[c] + w3 * s3[c];
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void blend_corners(
+    const c10::BFloat16* s0, const c10::BFloat16* s1, const c10::BFloat16* s2, const c10::BFloat16* s3,
+    const float* wt, c10::BFloat16* dst, int64_t channels) {
+  const auto* h0 = reinterpret_cast<const uint16_t*>(s0);
+  const auto* h1 = reinterpret_cast<const uint16_t*>(s1);
+  const auto* h2 = reinterpret_cast<const uint16_t*>(s2);
+  const auto* h3 = reinterpret_cast<const uint16_t*>(s3);
+  auto* out = reinterpret_cast<uint16_t*>(dst);
+  const float w0 = wt[0], w1 = wt[1], w2 = wt[2], w3 = wt[3];
+  const auto widen = [](uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); };
+  for (int64_t c = 0; c < channels; ++c) {
+    const float v = w0 * widen(h0[c]) + w1 * widen(h1[c]) + w2 * widen(h2[c]) + w3 * widen(h3[c]);
+    const uint32_t u = std::bit_cast<uint32_t>(v);
+    const uint16_t rounded = static_cast<uint16_t>((u + ((u >> 16) & 1u) + 0x7FFFu) >> 16);
+    out[c] = v != v ? uint16_t{0x7FC0} : rounded;
+  }
+}
 
 template <typename scalar_t, typename acc_t, typename patch_t>
 void gather_deform_patches(const scalar_t* x, const acc_t* offset, const int32_t* indices, int64_t begin, int64_t n,
@@ -39,10 +81,7 @@ void gather_deform_patches(const scalar_t* x, const acc_t* offset, const int32_t
           const scalar_t* s1 = image + pix[1] * channels;
           const scalar_t* s2 = image + pix[2] * channels;
           const scalar_t* s3 = image + pix[3] * channels;
-          for (int64_t c = 0; c < channels; ++c) {
-            dst[c] = static_cast<patch_t>(wt[0] * acc_t(s0[c]) + wt[1] * acc_t(s1[c]) + wt[2] * acc_t(s2[c]) +
-                                          wt[3] * acc_t(s3[c]));
-          }
+          blend_corners(s0, s1, s2, s3, wt, dst, channels);
         }
       }
     }
