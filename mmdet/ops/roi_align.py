@@ -21,7 +21,9 @@ def roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned=F
     check_tensor('rois', rois, input.device, ndim=2)
     same_dtype('rois', rois, input)
     if rois.shape[1] != 5:
-        raise ValueError(f'rois must have shape [n, 5] got {tuple(rois.shape)}')
+        raise ValueError(
+            f'rois must have shape [n, 5] (batch index, x1, y1, x2, y2), got {tuple(rois.shape)}'
+        )
     check_int('output_size', output_size, 1)
     check_int('sampling_ratio', sampling_ratio, 0)  # 0: adaptive, ceil(RoI size / output_size) per bin
     scale, aligned = float(spatial_scale), bool(aligned)
