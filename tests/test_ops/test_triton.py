@@ -327,3 +327,67 @@ def test_sparse_interpolate_hand_computed(device):
     assert out[0, 0, 1, 1].item() == pytest.approx(centre, rel=1e-5)
     assert out[0, 0, 0, 1].item() == pytest.approx(corner.item(), rel=1e-5)
     assert out[0, 1, 2, 1].item() == pytest.approx(-corner.item() / 5.0 * 2.0, rel=1e-5)
+
+
+# Kernels one SparseBottleneck launches on the GPU path (issue 20's launch budget: at most 150
+# per ResNet-101 forward, ~4.5 per block, for the fused block still to come). Counted on the CPU
+# with the Triton kernels interpreted: each Triton launch, plus each ATen op that launches a kernel
+# on CUDA (the outermost op that is neither a view nor a conversion that may be a no-op).
+BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 32, 'plain, stride 2, downsample': 29}
+_NO_KERNEL = {
+    *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
+    *('detach', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),
+    *('slice', 'narrow', 'unsqueeze', 'squeeze', 'expand', 'unbind', 'split', 'chunk', 'lift_fresh'),
+    *('resolve_conj', 'resolve_neg', 'set_', 'result_type'),
+    # wrappers that launch only through their children (a copy), if at all
+    *('to', '_to_copy', 'contiguous', 'reshape', 'clone', 'flatten'),
+}
+
+
+def _kernels(event):
+    """The kernel-launching ATen ops of a profiler event's subtree (Triton launches left out)."""
+    if event.name == 'triton launch':
+        return []
+    if event.name.removeprefix('aten::') not in _NO_KERNEL and event.name != 'detach':
+        return [event.name]
+    return [name for child in event.cpu_children for name in _kernels(child)]
+
+
+@pytest.mark.skipif(not INTERPRETED, reason='counts the launches of the GPU path with Triton interpreted')
+@pytest.mark.parametrize('kind', list(BLOCK_LAUNCH_BUDGET))
+def test_launch_budget_of_a_sparse_block_on_the_gpu_path(monkeypatch, kind):
+    import torch.nn as nn
+    import triton.runtime.interpreter as interpreter
+
+    from mmdet.models.backbones import sparse_exec
+    from mmdet.models.backbones.sparse_resnet import SparseBottleneck
+    from mmdet.ops import library
+
+    torch.manual_seed(0)
+    if kind.startswith('dcn'):
+        block = SparseBottleneck(64, 16, 1, None, with_dcn=True)
+    else:
+        downsample = nn.Sequential(nn.Conv2d(64, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64))
+        block = SparseBottleneck(64, 16, 2, downsample)
+    block.eval()
+    x = torch.randn(1, 64, 20, 24)
+    launches = []
+    launch = interpreter.GridExecutor.__call__
+
+    def counted(executor, *args, **kwargs):
+        launches.append(executor.fn.__name__)
+        with torch.profiler.record_function('triton launch'):
+            return launch(executor, *args, **kwargs)
+
+    monkeypatch.setattr(interpreter.GridExecutor, '__call__', counted)
+    monkeypatch.setattr(sparse_exec, '_on_gpu', lambda t: True)  # the GPU's choices on CPU tensors
+    with library.prefer('triton', 'cpu'), torch.no_grad():
+        out = block(x, execution='sparse')  # warm the caches (folded BNs, stacked mask weights)
+        launches.clear()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            again = block(x, execution='sparse')
+    aten = [name for event in prof.events() if event.cpu_parent is None for name in _kernels(event)]
+    assert out.shape == again.shape and block.last.counts is not None  # exact sparse execution ran
+    assert {'_sparse_conv_kernel', '_eval_mask_kernel', '_compact_kernel'} <= set(launches)
+    assert 'aten::mm' in aten or 'aten::conv2d' in aten  # the counting sees ATen's kernels
+    assert len(launches) + len(aten) <= BLOCK_LAUNCH_BUDGET[kind], (sorted(launches), sorted(aten))
