@@ -9,17 +9,27 @@
 
 namespace sai_det {
 
+// An optional per-channel vector of the epilogue (the BN scale, the bias), checked to be [Cout] and
+// converted once to the op-math type `acc_type`; undefined where absent.
+inline at::Tensor epilogue_vector(const c10::optional<at::Tensor>& t, int64_t cout, at::ScalarType acc_type,
+                                  const char* name) {
+  check_vector(t, cout, name);
+  return t.has_value() ? t->to(acc_type).contiguous() : at::Tensor();
+}
+
 // out [n, Cout] (x's dtype scalar_t, contiguous) = relu(scale * (patches [n, K] @ w.T) + bias),
-// scale and bias [Cout] in the op-math type (or nullptr). The product is in the patches' gemm_t
+// scale and bias from epilogue_vector (undefined: none). The product is in the patches' gemm_t
 // (bfloat16 rounded once, as a dense conv's output is), then scaled, shifted and clamped in the
 // op-math type and stored once: the values of ATen's mul_, add_ and clamp_min_ in turn, without
 // their passes over the rows and the conversions between them. A product already in x's dtype
 // (float32) is written into out and finished in place.
 template <typename scalar_t>
-void gemm_epilogue_cpu(at::Tensor out, const at::Tensor& patches, const at::Tensor& w,
-                       const at::opmath_type<scalar_t>* scale, const at::opmath_type<scalar_t>* bias, bool relu) {
+void gemm_epilogue_cpu(at::Tensor out, const at::Tensor& patches, const at::Tensor& w, const at::Tensor& scale_vec,
+                       const at::Tensor& bias_vec, bool relu) {
   using acc_t = at::opmath_type<scalar_t>;
   using prod_t = gemm_t<scalar_t>;
+  const acc_t* scale = scale_vec.defined() ? scale_vec.const_data_ptr<acc_t>() : nullptr;
+  const acc_t* bias = bias_vec.defined() ? bias_vec.const_data_ptr<acc_t>() : nullptr;
   at::Tensor product;
   if constexpr (std::is_same_v<prod_t, scalar_t>) {
     product = at::mm_out(out, patches, w.t());

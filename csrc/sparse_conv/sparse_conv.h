@@ -55,15 +55,9 @@ inline at::Tensor gemm_weight(const at::Tensor& weight, at::ScalarType dtype) {
 // CUDA (the CPU kernels: gemm_epilogue_cpu.h, one pass over the product):
 // rows [n, Cout] (in place) = relu(scale * (patches [n, K] @ w.T) + bias): the BN scale is
 // applied to the n x Cout result, cheaper than folding it into the Cout x K weight while n < K.
-// rows are in the op-math type; patches and w may be in a narrower gemm_type (the product is then
-// rounded to it once, as a dense conv's output is).
 inline void gemm_epilogue(at::Tensor rows, const at::Tensor& patches, const at::Tensor& w,
                           const c10::optional<at::Tensor>& scale, const c10::optional<at::Tensor>& bias, bool relu) {
-  if (patches.scalar_type() == rows.scalar_type()) {
-    at::mm_out(rows, patches, w.t());
-  } else {
-    rows.copy_(at::mm(patches, w.t()));
-  }
+  at::mm_out(rows, patches, w.t());
   if (scale.has_value()) rows.mul_(scale->to(rows.scalar_type()));
   if (bias.has_value()) rows.add_(bias->to(rows.scalar_type()));
   if (relu) rows.clamp_min_(0);

@@ -61,17 +61,14 @@ at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   const at::Tensor xc = x.contiguous(at::MemoryFormat::ChannelsLast);
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor w = gemm_weight(weight, gemm_type(x.scalar_type()));
-  check_vector(scale, weight.size(0), "scale");
-  check_vector(bias, weight.size(0), "bias");
-  const at::Tensor sc = scale.has_value() ? scale->to(acc_type).contiguous() : at::Tensor();
-  const at::Tensor sh = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
+  const at::Tensor sc = epilogue_vector(scale, weight.size(0), acc_type, "scale");
+  const at::Tensor sh = epilogue_vector(bias, weight.size(0), acc_type, "bias");
   at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options());
   rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
   if (n == 0) return rows;
   const int64_t chunk = std::min(n, std::max<int64_t>(64, kChunkElements / row_len));
   at::Tensor patches = at::empty({chunk, row_len}, w.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_cpu", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
     using patch_t = gemm_t<scalar_t>;
     for (int64_t begin = 0; begin < n; begin += chunk) {
       const int64_t len = std::min(chunk, n - begin);
@@ -79,8 +76,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& x, const at::Tensor& weight, const 
       gather_patches<scalar_t, patch_t>(xc.data_ptr<scalar_t>(), idx.data_ptr<int32_t>(), begin, len,
                                         p.data_ptr<patch_t>(), channels, height, width, out_h, out_w, k, stride,
                                         padding, dilation);
-      gemm_epilogue_cpu<scalar_t>(rows.narrow(0, begin, len), p, w, sc.defined() ? sc.data_ptr<acc_t>() : nullptr,
-                                    sh.defined() ? sh.data_ptr<acc_t>() : nullptr, relu);
+      gemm_epilogue_cpu<scalar_t>(rows.narrow(0, begin, len), p, w, sc, sh, relu);
     }
   });
   return rows;

@@ -105,10 +105,8 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
   const auto acc_type = at::toOpMathType(x.scalar_type());
   const at::Tensor off = offset.to(acc_type).contiguous();
   const at::Tensor w = gemm_weight(weight, gemm_type(x.scalar_type()));
-  check_vector(scale, weight.size(0), "scale");
-  check_vector(bias, weight.size(0), "bias");
-  const at::Tensor sc = scale.has_value() ? scale->to(acc_type).contiguous() : at::Tensor();
-  const at::Tensor sh = bias.has_value() ? bias->to(acc_type).contiguous() : at::Tensor();
+  const at::Tensor sc = epilogue_vector(scale, weight.size(0), acc_type, "scale");
+  const at::Tensor sh = epilogue_vector(bias, weight.size(0), acc_type, "bias");
   at::Tensor rows = at::empty({indices.size(0), weight.size(0)}, x.options());
   rows.narrow(0, n, indices.size(0) - n).zero_();  // the entries past count
   if (n == 0) return rows;
@@ -124,8 +122,7 @@ at::Tensor sparse_deform_conv_cpu(const at::Tensor& x, const at::Tensor& offset,
                                                       idx.data_ptr<int32_t>(), begin, len, p.data_ptr<patch_t>(),
                                                       channels, height, width, out_h, out_w, k, stride, padding,
                                                       dilation);
-      gemm_epilogue_cpu<scalar_t>(rows.narrow(0, begin, len), p, w, sc.defined() ? sc.data_ptr<acc_t>() : nullptr,
-                                    sh.defined() ? sh.data_ptr<acc_t>() : nullptr, relu);
+      gemm_epilogue_cpu<scalar_t>(rows.narrow(0, begin, len), p, w, sc, sh, relu);
     }
   });
   return rows;

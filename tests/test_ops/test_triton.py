@@ -348,7 +348,7 @@ def _kernels(event):
     """The kernel-launching ATen ops of a profiler event's subtree (Triton launches left out)."""
     if event.name == 'triton launch':
         return []
-    if event.name.removeprefix('aten::') not in _NO_KERNEL and event.name != 'detach':
+    if event.name.removeprefix('aten::') not in _NO_KERNEL:
         return [event.name]
     return [name for child in event.cpu_children for name in _kernels(child)]
 
