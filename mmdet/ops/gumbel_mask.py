@@ -48,5 +48,56 @@ def eval_mask(
     return library.call('eval_mask', p, u, float(temperature), grid_interval or 0)
 
 
+def sample_masks(
+    taps: torch.Tensor,
+    bias: torch.Tensor,
+    temperatures: tuple[float, float],
+    grid_interval: int | None,
+    strides: tuple[int, int],
+    stochastic: bool = True,
+    generator: torch.Generator | None = None,
+):
+    """Both eval masks of a block from the tap GEMM of its two 3x3 mask convs, and their compaction
+    (the GPU path: one kernel instead of a tap sum, a sigmoid, two ``eval_mask`` and two
+    compactions).
+
+    taps: Tensor[B, H, W, 18] (column 2 t + o holds tap t = 3 i + j of mask conv o, as
+    ``mmdet.ops.tap_conv``; its rows may be wider, e.g. a slice of a larger GEMM); bias: float32
+    Tensor[2]; temperatures: each mask's T; grid_interval: the grid prior's k (None: none); strides:
+    (s1, s2), mask o on the grid [B, 1, h_o, w_o] = ceil(H / s_o) x ceil(W / s_o); stochastic:
+    Gumbel noise u ~ U(0, 1) drawn from ``generator`` (None: the global RNG) as one float32
+    Tensor[2, n1 + n2] (n_o = B h_o w_o, mask1's first), else mask = p >= 0.5.
+    Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2): p_o = sigmoid(logit)
+    and mask_o (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype; indices_o int32 [n_o], its
+    first counts[o] entries the positions with mask_o > 0, each once, in an unspecified order;
+    counts int32 [2]; map_o int32 [n_o], each position's entry in indices_o, -1 where mask_o is 0.
+    """
+    if (
+        not isinstance(taps, torch.Tensor)
+        or taps.dim() != 4
+        or taps.shape[3] != 18
+        or not taps.is_floating_point()
+        or taps.stride(3) != 1
+        or taps.stride(1) != taps.shape[2] * taps.stride(2)
+        or taps.stride(0) != taps.shape[1] * taps.stride(1)
+    ):
+        raise ValueError(
+            f'sample_masks: expected floating taps [B, H, W, 18], rows of one stride, got {_describe(taps)}'
+        )
+    if not isinstance(bias, torch.Tensor) or bias.shape != (2,) or bias.dtype != torch.float32:
+        raise ValueError(f'sample_masks: expected a float32 bias [2], got {_describe(bias)}')
+    if bias.device != taps.device:
+        raise ValueError(f'sample_masks: expected bias on {taps.device} (like taps), got {bias.device}')
+    if grid_interval is not None and (not isinstance(grid_interval, int) or grid_interval < 1):
+        raise ValueError(
+            f'sample_masks: expected grid_interval None or a positive int, got {grid_interval!r}'
+        )
+    numel = sum(taps.shape[0] * (-(-taps.shape[1] // s)) * (-(-taps.shape[2] // s)) for s in strides)
+    rng = {} if generator is None else {'generator': generator}
+    u = torch.rand((2, numel if stochastic else 0), device=taps.device, dtype=torch.float32, **rng)
+    args = (*map(float, temperatures), grid_interval or 0, *strides, bool(stochastic))
+    return library.call('sample_masks', taps, bias, u, *args)
+
+
 def _describe(t) -> str:
     return f'{t.dtype} {tuple(t.shape)}' if isinstance(t, torch.Tensor) else type(t).__name__

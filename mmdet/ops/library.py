@@ -42,10 +42,14 @@ BACKENDS = {
     'sparse_deform_conv': {'cpu': _CPU, 'cuda': _CUDA},
     'sparse_interpolate': {'cpu': _CPU, 'cuda': _CUDA},
     'tap_sum': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
+    # the GPU path's interpolation, positions given by sample_masks' map (on the CPU for tests only)
+    'mapped_interpolate': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     # CPU only: on CUDA the offset conv runs densely (sparse_exec._offset_rows)
     'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
     'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'eval_mask': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
+    # the GPU path's fused sampling of both masks of a block (on the CPU for tests only)
+    'sample_masks': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     # torchvision's RoIAlign; compiled: the same kernel over chunks of the RoIs in parallel (its
     # CPU kernel is one thread; on CUDA it is parallel already)
     'roi_align': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
@@ -64,12 +68,21 @@ SCHEMAS = {
         '(Tensor rows, Tensor indices, Tensor count, Tensor mask, Tensor sigma, int kernel_size, '
         'Tensor? bias, Tensor? residual, bool relu) -> Tensor'
     ),
+    'mapped_interpolate': (
+        '(Tensor rows, Tensor row_map, Tensor mask, Tensor sigma, int kernel_size, Tensor? bias, '
+        'Tensor? residual, bool relu) -> Tensor'
+    ),
     'tap_sum': '(Tensor taps, Tensor? bias, int stride) -> Tensor',
     'sparse_tap_conv': (
         '(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor count, int stride) -> Tensor'
     ),
     'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
+    'sample_masks': (
+        '(Tensor taps, Tensor bias, Tensor u, float temperature1, float temperature2, int grid_interval, '
+        'int stride1, int stride2, bool stochastic) -> '
+        '(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
+    ),
     'roi_align': (
         '(Tensor input, Tensor rois, float spatial_scale, int output_size, int sampling_ratio, '
         'bool aligned) -> Tensor'
@@ -227,6 +240,10 @@ def _fake_sparse_interpolate(rows, indices, count, mask, sigma, kernel_size, bia
     return rows.new_empty(shape).contiguous(memory_format=torch.channels_last)
 
 
+def _fake_mapped_interpolate(rows, row_map, mask, sigma, kernel_size, bias, residual, relu):
+    return _fake_sparse_interpolate(rows, row_map, None, mask, sigma, kernel_size, bias, residual, relu)
+
+
 def _fake_tap_sum(taps, bias, stride):
     batch, height, width, columns = taps.shape
     shape = (batch, columns // 9, (height - 1) // stride + 1, (width - 1) // stride + 1)
@@ -246,6 +263,26 @@ def _fake_eval_mask(p, u, temperature, grid_interval):
     return p.new_empty(p.shape)
 
 
+def _fake_sample_masks(
+    taps, bias, u, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
+):
+    batch, height, width = taps.shape[:3]
+    p, index = [], []
+    for stride in (stride1, stride2):
+        p.append(taps.new_empty(batch, 1, (height - 1) // stride + 1, (width - 1) // stride + 1))
+        index.append(taps.new_empty(p[-1].numel(), dtype=torch.int32))
+    counts = taps.new_empty(2, dtype=torch.int32)
+    return (
+        p[0],
+        torch.empty_like(p[0]),
+        p[1],
+        torch.empty_like(p[1]),
+        *index,
+        counts,
+        *map(torch.empty_like, index),
+    )
+
+
 def _fake_roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned):
     return input.new_empty(rois.shape[0], input.shape[1], output_size, output_size)
 
@@ -255,10 +292,12 @@ FAKES = {
     'sparse_conv': _fake_sparse_conv,
     'sparse_deform_conv': _fake_sparse_deform_conv,
     'sparse_interpolate': _fake_sparse_interpolate,
+    'mapped_interpolate': _fake_mapped_interpolate,
     'tap_sum': _fake_tap_sum,
     'sparse_tap_conv': _fake_sparse_tap_conv,
     'pointwise_conv': _fake_pointwise_conv,
     'eval_mask': _fake_eval_mask,
+    'sample_masks': _fake_sample_masks,
     'roi_align': _fake_roi_align,
 }
 

@@ -81,13 +81,32 @@ def sparse_interpolate(
     0-dim tensor; bias: [C] or None; residual: [B, C, H, W] or None. Returns
     relu(m * f + (1 - m) * recon + bias + residual), Tensor[B, C, H, W] (channels-last).
     """
-    check_tensor('rows', rows, ndim=2)
-    check_mask('mask', mask, rows.device)
     check_positions(indices, count, rows.device, mask.numel())
     if indices.shape[0] != rows.shape[0]:
         raise ValueError(
             f'rows must have one row per entry of indices ({indices.shape[0]}), got {rows.shape[0]}'
         )
+    sigma = _check_interpolate(rows, mask, sigma, kernel_size, bias, residual)
+    return library.call(
+        'sparse_interpolate', rows, indices, count, mask, sigma, kernel_size, bias, residual, relu
+    )
+
+
+def mapped_interpolate(
+    rows, row_map, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False
+) -> torch.Tensor:
+    """``sparse_interpolate`` with the positions given by their map (the GPU path, from
+    ``sample_masks``): row_map int32 [B*H*W], the row of ``rows`` at each position of mask, -1
+    where mask is 0."""
+    check_tensor('row_map', row_map, rows.device, dtypes=(torch.int32,), shape=(mask.numel(),))
+    sigma = _check_interpolate(rows, mask, sigma, kernel_size, bias, residual)
+    return library.call('mapped_interpolate', rows, row_map, mask, sigma, kernel_size, bias, residual, relu)
+
+
+def _check_interpolate(rows, mask, sigma, kernel_size, bias, residual) -> torch.Tensor:
+    """Checks the interpolations' arguments but the positions; returns sigma as a float32 0-dim tensor."""
+    check_tensor('rows', rows, ndim=2)
+    check_mask('mask', mask, rows.device)
     check_int('kernel_size', kernel_size, 1)
     if kernel_size % 2 == 0:
         raise ValueError(f'kernel_size must be odd, got {kernel_size}')
@@ -99,9 +118,7 @@ def sparse_interpolate(
     batch, _, height, width = mask.shape
     check_optional('bias', bias, rows.device, (rows.shape[1],))
     check_optional('residual', residual, rows.device, (batch, rows.shape[1], height, width))
-    return library.call(
-        'sparse_interpolate', rows, indices, count, mask, sigma, kernel_size, bias, residual, relu
-    )
+    return sigma
 
 
 def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:

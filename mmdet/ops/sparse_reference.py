@@ -99,6 +99,17 @@ def sparse_interpolate(
     return out.contiguous(memory_format=torch.channels_last)
 
 
+def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False):
+    """``sparse_interpolate`` with the positions given by row_map: int32 [B*H*W], the row of each
+    position of mask, -1 where mask is 0."""
+    positions = (row_map >= 0).nonzero().reshape(-1)
+    count = torch.tensor([positions.numel()], dtype=torch.int32, device=rows.device)
+    picked = rows[row_map[positions].long()]
+    return sparse_interpolate(
+        picked, positions.to(torch.int32), count, mask, sigma, kernel_size, bias, residual, relu
+    )
+
+
 def tap_sum(taps: torch.Tensor, bias, stride: int = 1) -> torch.Tensor:
     """taps: [B, H, W, 9 C] (column t C + o holds tap t = 3 i + j of output o) -> the stride-s,
     padding-1 3x3 conv Tensor[B, C, ceil(H / s), ceil(W / s)] (channels-last): nine shifted adds
@@ -137,6 +148,39 @@ def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
     if grid_interval:
         return mask.masked_fill(grid_prior(*p.shape[-2:], grid_interval, p.device), 1.0)
     return mask
+
+
+def sample_masks(taps, bias, u, temperature1, temperature2, grid_interval, stride1, stride2, stochastic):
+    """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], u: float32 [2, n1 + n2]
+    -> (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2) of
+    ``mmdet.ops.gumbel_mask.sample_masks``; here the indices are ascending, zeros past the count."""
+    strides, temperatures = (stride1, stride2), (temperature1, temperature2)
+    p, masks, indices, counts, maps = [], [], [], [], []
+    start = 0
+    for o in range(2):
+        logit = tap_sum(taps.float(), bias, strides[o])[:, o : o + 1].to(taps.dtype)
+        p_o = torch.sigmoid(logit.float()).to(taps.dtype).contiguous()
+        numel = p_o.numel()
+        if stochastic:
+            u_o = u[:, start : start + numel].reshape(2, *p_o.shape)
+            mask = eval_mask(p_o, u_o, temperatures[o], grid_interval)
+        else:
+            mask = (p_o >= 0.5).to(p_o.dtype)
+            if grid_interval:
+                mask = mask.masked_fill(grid_prior(*p_o.shape[-2:], grid_interval, p_o.device), 1.0)
+        active = (mask.reshape(-1) > 0).nonzero().reshape(-1)
+        index = torch.zeros(numel, dtype=torch.int32, device=taps.device)
+        index[: active.numel()] = active.to(torch.int32)
+        row_map = torch.full((numel,), -1, dtype=torch.int32, device=taps.device)
+        row_map[active] = torch.arange(active.numel(), dtype=torch.int32, device=taps.device)
+        p.append(p_o)
+        masks.append(mask)
+        indices.append(index)
+        counts.append(active.numel())
+        maps.append(row_map)
+        start += numel
+    counts = torch.tensor(counts, dtype=torch.int32, device=taps.device)
+    return p[0], masks[0], p[1], masks[1], indices[0], indices[1], counts, maps[0], maps[1]
 
 
 def roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned) -> torch.Tensor:

@@ -35,8 +35,15 @@ def tap_conv3x3(
         return F.conv2d(x, weight, bias, stride, padding=1)  # cuDNN
     if torch.is_grad_enabled():
         return sparse_reference.tap_sum(_taps(x, _tap_major(weight)), bias, stride)
+    return sparse.tap_sum(*tap_gemm(x, weight, bias), stride)
+
+
+def tap_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    """The GEMM half of ``tap_conv3x3`` (inference): x Tensor[B, Cin, H, W], weight Tensor[Cout,
+    Cin, 3, 3], bias Tensor[Cout] or None -> (taps Tensor[B, H, W, 9 Cout], column t Cout + o
+    holding tap t = 3 i + j of output o; bias as float32 Tensor[Cout] or None)."""
     gemm_weight, bias32 = _gemm_params(weight, bias)
-    return sparse.tap_sum(_taps(x, gemm_weight), bias32, stride)
+    return _taps(x, gemm_weight), bias32
 
 
 def sparse_tap_conv3x3(

@@ -73,7 +73,7 @@ def test_gpu_order_gives_the_same_result(monkeypatch):
     x = torch.randn(2, 16, 11, 13, generator=gen).relu()
     mask1, mask2 = masks_for('random', 2, 11, 13, 2, gen)
     expected = dense_masked(block, x, mask1, mask2)
-    monkeypatch.setattr(sparse_exec, '_on_gpu', lambda t: True)
+    monkeypatch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)
     calls = []
     pointwise = sparse_exec.pointwise_conv
     monkeypatch.setattr(sparse_exec, 'pointwise_conv', lambda *a: calls.append(1) or pointwise(*a))

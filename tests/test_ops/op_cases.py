@@ -104,6 +104,20 @@ def _interpolate_case(kind, kernel_size, epilogue):
     return make
 
 
+def _mapped_interpolate_case(kind, kernel_size, epilogue):
+    """An interpolation case with its rows shuffled (as ``sample_masks`` leaves them) and their map."""
+
+    def make(device, dtype):
+        rows, indices, count, mask, *rest = _interpolate_case(kind, kernel_size, epilogue)(device, dtype)
+        n = int(count.item())
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(5)).to(device)
+        row_map = torch.full((mask.numel(),), -1, dtype=torch.int32, device=device)
+        row_map[indices[:n].long()[order]] = torch.arange(n, dtype=torch.int32, device=device)
+        return torch.cat([rows[order], rows[n:]]), row_map, mask, *rest
+
+    return make
+
+
 def _tap_sum_case(stride, with_bias):
     def make(device, dtype):
         gen = torch.Generator().manual_seed(7)
@@ -132,6 +146,27 @@ def _eval_mask_case(grid_interval):
         p = torch.rand(2, 1, 23, 30, generator=gen).to(device, dtype)
         u = torch.rand(2, 2, 1, 23, 30, generator=gen).to(device)
         return p, u, 0.03, grid_interval
+
+    return make
+
+
+def _sample_masks_case(strides, grid_interval, stochastic, size=(9, 11)):
+    def make(device, dtype):
+        gen = torch.Generator().manual_seed(8)
+        taps = torch.randn(2, *size, 18, generator=gen) / 3  # logits of std 1: p spread over (0, 1)
+        bias = torch.tensor([0.3, -0.2])
+        sizes = [2 * (-(-size[0] // s)) * (-(-size[1] // s)) for s in strides]
+        u = torch.rand(2, sum(sizes), generator=gen) if stochastic else torch.empty(0)
+        return (
+            taps.to(device, dtype),
+            bias.to(device),
+            u.to(device),
+            0.03,
+            0.05,
+            grid_interval,
+            *strides,
+            stochastic,
+        )
 
     return make
 
@@ -180,6 +215,11 @@ CASES = {
         for kind in MASKS
         for k, epilogue in ((7, True), (3, False))
     },
+    'mapped_interpolate': {
+        f'{kind}-k{k}-{"epilogue" if epilogue else "plain"}': _mapped_interpolate_case(kind, k, epilogue)
+        for kind in MASKS
+        for k, epilogue in ((7, True), (3, False))
+    },
     'tap_sum': {
         f's{stride}-{"bias" if with_bias else "nobias"}': _tap_sum_case(stride, with_bias)
         for stride in (1, 2)
@@ -187,6 +227,12 @@ CASES = {
     },
     'pointwise_conv': {f'relu={relu}': _pointwise_case(relu) for relu in (True, False)},
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
+    'sample_masks': {
+        f's{s1}{s2}-grid{grid}-{"stochastic" if stochastic else "deterministic"}': _sample_masks_case(
+            (s1, s2), grid, stochastic
+        )
+        for s1, s2, grid, stochastic in ((1, 1, 0, True), (1, 2, 3, True), (2, 2, 3, False), (1, 2, 0, False))
+    },
     'roi_align': {
         **{
             f'b{batch}-{"cl" if cl else "nchw"}-s{ratio}-{"aligned" if aligned else "v0.6"}': _roi_align_case(

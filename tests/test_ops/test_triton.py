@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from op_cases import CASES
 
 pytest.importorskip('triton')
 INTERPRETED = os.environ.get('TRITON_INTERPRET') == '1'
@@ -330,10 +331,12 @@ def test_sparse_interpolate_hand_computed(device):
 
 
 # Kernels one SparseBottleneck launches on the GPU path (issue 20's launch budget: at most 150
-# per ResNet-101 forward, ~4.5 per block, for the fused block still to come). Counted on the CPU
-# with the Triton kernels interpreted: each Triton launch, plus each ATen op that launches a kernel
-# on CUDA (the outermost op that is neither a view nor a conversion that may be a no-op).
-BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 32, 'plain, stride 2, downsample': 29}
+# per ResNet-101 forward, ~4.5 per block). Counted on the CPU with the Triton kernels interpreted:
+# each Triton launch, plus each ATen op that launches a kernel on CUDA (the outermost op that is
+# neither a view nor a conversion that may be a no-op). With both masks sampled and compacted in
+# one kernel (sample_masks: mask-tap GEMM, noise, counter memset, 1 kernel) and the
+# interpolations reading its maps: 15 and 12 (were 32 and 29).
+BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 15, 'plain, stride 2, downsample': 12}
 _NO_KERNEL = {
     *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
     *('detach', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),
@@ -370,7 +373,7 @@ def test_launch_budget_of_a_sparse_block_on_the_gpu_path(monkeypatch, kind):
         downsample = nn.Sequential(nn.Conv2d(64, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64))
         block = SparseBottleneck(64, 16, 2, downsample)
     block.eval()
-    x = torch.randn(1, 64, 20, 24)
+    x = torch.randn(1, 64, 20, 24).contiguous(memory_format=torch.channels_last)  # as blocks pass it on
     launches = []
     launch = interpreter.GridExecutor.__call__
 
@@ -380,7 +383,7 @@ def test_launch_budget_of_a_sparse_block_on_the_gpu_path(monkeypatch, kind):
             return launch(executor, *args, **kwargs)
 
     monkeypatch.setattr(interpreter.GridExecutor, '__call__', counted)
-    monkeypatch.setattr(sparse_exec, '_on_gpu', lambda t: True)  # the GPU's choices on CPU tensors
+    monkeypatch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)  # the GPU's choices on CPU tensors
     with library.prefer('triton', 'cpu'), torch.no_grad():
         out = block(x, execution='sparse')  # warm the caches (folded BNs, stacked mask weights)
         launches.clear()
@@ -388,6 +391,106 @@ def test_launch_budget_of_a_sparse_block_on_the_gpu_path(monkeypatch, kind):
             again = block(x, execution='sparse')
     aten = [name for event in prof.events() if event.cpu_parent is None for name in _kernels(event)]
     assert out.shape == again.shape and block.last.counts is not None  # exact sparse execution ran
-    assert {'_sparse_conv_kernel', '_eval_mask_kernel', '_compact_kernel'} <= set(launches)
+    assert {'_sparse_conv_kernel', '_sample_masks_kernel'} <= set(launches)
     assert 'aten::mm' in aten or 'aten::conv2d' in aten  # the counting sees ATen's kernels
     assert len(launches) + len(aten) <= BLOCK_LAUNCH_BUDGET[kind], (sorted(launches), sorted(aten))
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('case', ['s11-grid0-stochastic', 's12-grid3-stochastic', 's22-grid3-deterministic'])
+def test_sample_masks(device, dtype, case):
+    """The fused sampling against its reference (tap_sum, sigmoid, eval_mask, nonzero): p to
+    rounding, the masks equal but where soft is at 0.5 to rounding, the compaction a permutation
+    of the active positions with its inverse map."""
+    from mmdet.ops import sparse_reference
+    from mmdet.ops.gumbel_mask import gumbel_soft
+
+    args = CASES['sample_masks'][case]('cpu', dtype)
+    got = [t.cpu() for t in _ops().sample_masks(*[a.to(device) if torch.is_tensor(a) else a for a in args])]
+    p1, mask1, p2, mask2, idx1, idx2, counts, map1, map2 = got
+    ref = sparse_reference.sample_masks(*args)
+    u, temperatures, stochastic = args[2], args[3:5], args[-1]
+    start = 0
+    for o, (p, mask, idx, row_map) in enumerate(((p1, mask1, idx1, map1), (p2, mask2, idx2, map2))):
+        ref_p, ref_mask = ref[o * 2], ref[o * 2 + 1]
+        assert p.dtype == mask.dtype == dtype and p.shape == mask.shape == ref_p.shape
+        _close(p, ref_p, dtype)
+        if stochastic:  # the decision from the kernel's own p, near the threshold left out
+            soft = gumbel_soft(
+                p.float(), u[:, start : start + p.numel()].reshape(2, *p.shape), temperatures[o]
+            )
+            near = (soft - 0.5).abs() < 1e-3
+        else:
+            near = (p.float() - 0.5).abs() < 1e-3
+        start += p.numel()
+        assert ((mask > 0) == (ref_mask > 0))[~near].all()
+        _close(mask[~near], ref_mask[~near], dtype)
+        active = torch.nonzero(mask.reshape(-1) > 0).flatten()
+        count = int(counts[o])
+        assert count == active.numel() and 0 < count < mask.numel()
+        assert torch.equal(idx[:count].long().sort().values, active)  # each active position once
+        assert torch.equal(row_map[idx[:count].long()], torch.arange(count, dtype=torch.int32))
+        assert (row_map >= 0).sum() == count  # -1 everywhere else
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('case', ['random-k7-epilogue', 'border-k3-plain', 'empty-k7-epilogue'])
+def test_mapped_interpolate(device, case):
+    """The interpolation from shuffled rows and their map against interpolate_dense."""
+    from mmdet.ops.interpolation import interpolate_dense
+
+    rows, row_map, mask, sigma, k, bias, residual, relu = CASES['mapped_interpolate'][case](
+        device, torch.float32
+    )
+    out = _ops().mapped_interpolate(rows, row_map, mask, sigma, k, bias, residual, relu)
+    f = torch.zeros(mask.numel(), rows.shape[1], device=device)
+    active = row_map >= 0
+    f[active] = rows[row_map[active].long()]
+    expected = interpolate_dense(
+        f.view(*mask.shape[::2], mask.shape[3], -1).permute(0, 3, 1, 2), mask, sigma, k
+    )
+    if relu:
+        expected = F.relu(expected + bias[:, None, None] + residual)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    _close(out, expected, torch.float32)
+
+
+@pytest.mark.skipif(
+    not INTERPRETED, reason='the GPU path on CPU tensors needs the Triton kernels interpreted'
+)
+@pytest.mark.parametrize('with_dcn, stride', [(True, 1), (False, 2)])
+def test_gpu_path_of_a_block_equals_dense_masked(monkeypatch, with_dcn, stride):
+    """A SparseBottleneck with the GPU's choices (sample_masks' fused sampling and compaction, the
+    mapped interpolations, the Triton convs) on CPU tensors: the dense and the sparse forward
+    sample the same masks, and the sparse output equals the CPU's dense-masked block with them."""
+    import torch.nn as nn
+
+    from mmdet.models.backbones import sparse_exec
+    from mmdet.models.backbones.sparse_resnet import SparseBottleneck
+    from mmdet.ops import library
+
+    gen = torch.Generator().manual_seed(4)
+    downsample = nn.Sequential(nn.Conv2d(32, 32, 1, stride=stride, bias=False), nn.BatchNorm2d(32))
+    block = SparseBottleneck(32, 8, stride, downsample if stride > 1 else None, with_dcn=with_dcn)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+        block.conv1_sigma.fill_(1.2)
+        block.conv2_sigma.fill_(0.9)
+    block.eval()
+    x = torch.randn(2, 32, 13, 11, generator=gen).relu().contiguous(memory_format=torch.channels_last)
+    outs, masks = {}, {}
+    with monkeypatch.context() as patch, library.prefer('triton', 'cpu'), torch.no_grad():
+        patch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)
+        for execution in ('dense', 'sparse'):
+            outs[execution] = block(x, torch.Generator().manual_seed(1), execution=execution)
+            masks[execution] = block.last
+    dense, sparse = masks['dense'], masks['sparse']
+    assert torch.equal(dense.mask1, sparse.mask1) and torch.equal(dense.mask2, sparse.mask2)
+    for mask, count in zip((sparse.mask1, sparse.mask2), sparse.counts):
+        assert int(count) == int((mask > 0).sum()) and 0 < int(count) < mask.numel()
+    with torch.no_grad():  # the CPU's dense-masked block, given those masks
+        expected = block(x, execution='dense', masks=(sparse.mask1, sparse.mask2))
+    _close(outs['sparse'], expected, torch.float32)
+    _close(outs['dense'], expected, torch.float32)

@@ -14,17 +14,18 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.autotuner import Autotuner  # noqa: E402
 
-from mmdet.ops.triton import compaction, conv, gumbel_mask, interpolation, tap_conv  # noqa: E402
+from mmdet.ops.triton import compaction, conv, gumbel_mask, interpolation, sampling, tap_conv  # noqa: E402
 
 # pointer element types by argument name (the rest: half-precision features)
 POINTERS = {
     'idx_ptr': '*i32', 'count_ptr': '*i32', 'map_ptr': '*i32', 'counts_ptr': '*i32', 'ends_ptr': '*i32',
     'indices_ptr': '*i32', 'scale_ptr': '*fp32', 'bias_ptr': '*fp32', 'sigma_ptr': '*fp32',
     'tmp_m_ptr': '*fp32', 'u_ptr': '*fp32',
+    'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
 }  # fmt: skip
-FLOATS = {'temperature', 'sigma_value'}
-CONV = dict(KSIZE=3, GATHER=True, DEFORM=False, HAS_SCALE=True, HAS_BIAS=True, HAS_RES=False, RELU=True,
-            IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
+FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}
+CONV = dict(KSIZE=3, GATHER=True, DEFORM=False, COUNTED=True, HAS_SCALE=True, HAS_BIAS=True, HAS_RES=False,
+            RELU=True, IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
 INTERP = dict(KSIZE=7, SIGMA_PTR=True, BLOCK_P=32, BLOCK_C=64)
 CASES = {
     'conv 3x3': (conv._sparse_conv_kernel, CONV, 'fp16'),
@@ -32,7 +33,7 @@ CASES = {
     'deformable conv': (conv._sparse_conv_kernel, dict(CONV, DEFORM=True, BLOCK_K=32), 'fp16'),
     'pointwise conv + residual': (
         conv._sparse_conv_kernel,
-        dict(CONV, KSIZE=1, GATHER=False, HAS_SCALE=False, HAS_RES=True),
+        dict(CONV, KSIZE=1, GATHER=False, COUNTED=False, HAS_SCALE=False, HAS_RES=True),
         'fp16',
     ),
     'row map': (interpolation._row_map_kernel, dict(BLOCK=1024), 'fp16'),
@@ -50,6 +51,12 @@ CASES = {
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),
     'compact': (compaction._compact_kernel, dict(BLOCK=1024), 'fp16'),
     'eval mask': (gumbel_mask._eval_mask_kernel, dict(GRID=11, BLOCK=1024), 'bf16'),
+    'sample masks': (sampling._sample_masks_kernel, dict(GRID=11, STOCHASTIC=True, BLOCK=1024), 'fp16'),
+    'sample masks, deterministic': (
+        sampling._sample_masks_kernel,
+        dict(GRID=0, STOCHASTIC=False, BLOCK=1024),
+        'bf16',
+    ),
     'tap sum': (tap_conv._tap_sum_kernel, dict(HAS_BIAS=True, BLOCK_P=64, BLOCK_C=32), 'fp16'),
 }
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from mmdet.ops.cache import cached
 from mmdet.ops.sparse import (
     active_positions,
+    mapped_interpolate,
     pointwise_conv,
     sparse_conv,
     sparse_deform_conv,
@@ -108,7 +109,7 @@ def _geometry(conv, name: str) -> tuple[int, int, int]:
     return params[0][0], params[1][0], params[2][0]
 
 
-def _on_gpu(t: torch.Tensor) -> bool:
+def on_gpu_path(t: torch.Tensor) -> bool:
     """Whether to take the GPU's choices for ``t`` (one place, so that a test can take them on
     the CPU with the Triton kernels interpreted)."""
     return t.is_cuda
@@ -150,7 +151,7 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
         return sparse_conv(x, conv.weight, indices, count, *geometry, scale, bias, relu)
 
     threshold = DENSE_FALLBACK_DENSITY.get(conv.weight.shape[-1])
-    if _on_gpu(mask) or threshold is None:
+    if on_gpu_path(mask) or threshold is None:
         return sparse(x, indices, count)
 
     def dense(x, indices, count):
@@ -171,7 +172,7 @@ def _offset_rows(conv, x, indices, count):
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
     tap_geometry = (padding, dilation) == (1, 1)
-    if _on_gpu(x):
+    if on_gpu_path(x):
         if tap_geometry:
             return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias, stride), indices)
         return _picked_rows(F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), indices)
@@ -180,18 +181,27 @@ def _offset_rows(conv, x, indices, count):
     return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
 
 
+def _interpolate(rows, mask, compaction, row_map, sigma, kernel_size) -> torch.Tensor:
+    """The interpolation of rows [N_max, C] at the active positions of mask: by their map where
+    the sampling made one (``mapped_interpolate``), else by (indices, count) = compaction."""
+    if row_map is not None:
+        return mapped_interpolate(rows, row_map, mask, sigma, kernel_size)
+    return sparse_interpolate(rows, *compaction, mask, sigma, kernel_size)
+
+
 @torch.no_grad()
 def sparse_bottleneck_forward(
-    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor
+    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor, positions=None
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The eval output of a SparseBottleneck, computed at the sampled positions only.
 
     x: Tensor[B, inplanes, H, W]; mask1: Tensor[B, 1, h1, w1] on conv1's output grid; mask2:
     Tensor[B, 1, h2, w2] on conv2's output grid (soft * binary eval masks, grid prior
-    included). Returns (out, (count1, count2)): out Tensor[B, 4 * planes, h2, w2]
-    (channels-last), equal to the dense-masked block output for these masks, and the numbers
-    of positions with mask1 > 0 and mask2 > 0 over the batch (int32 Tensor[1] each, from the
-    compaction: the densities need no count of their own).
+    included); positions: None, or the masks' compaction as the GPU path's sampling made it
+    (``sample_masks``: indices1, indices2, counts, map1, map2). Returns (out, (count1, count2)):
+    out Tensor[B, 4 * planes, h2, w2] (channels-last), equal to the dense-masked block output for
+    these masks, and the numbers of positions with mask1 > 0 and mask2 > 0 over the batch (int32
+    Tensor[1] each, from the compaction: the densities need no count of their own).
     """
     if block.training:
         raise RuntimeError('sparse_bottleneck_forward runs in eval only (block.training is True)')
@@ -201,12 +211,16 @@ def sparse_bottleneck_forward(
         raise ValueError(SPARSE_DCNV2_ERROR.format(owner='sparse_bottleneck_forward'))
     x = x.contiguous(memory_format=torch.channels_last)  # the kernels read channels-last: convert once
     scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2, weight_d, bias_d = _folded_params(block)
-    idx1, cnt1 = active_positions(mask1)
+    if positions is None:
+        (idx1, cnt1), (idx2, cnt2) = active_positions(mask1), active_positions(mask2)
+        map1 = map2 = None
+    else:
+        idx1, idx2, counts, map1, map2 = positions
+        cnt1, cnt2 = counts[:1], counts[1:]
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
     kernel = block.gaussian_kernel
-    h1 = sparse_interpolate(rows1, idx1, cnt1, mask1, sigma1, kernel)
+    h1 = _interpolate(rows1, mask1, (idx1, cnt1), map1, sigma1, kernel)
 
-    idx2, cnt2 = active_positions(mask2)
     if block.with_dcn:
         offset = _offset_rows(block.conv2_offset, x, idx2, cnt2)
         geometry = _geometry(block.conv2, 'conv2')
@@ -218,8 +232,8 @@ def sparse_bottleneck_forward(
     if weight_d is not None:
         conv_d = block.downsample[0]
         identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)
-    if _on_gpu(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
-        h2 = sparse_interpolate(rows2, idx2, cnt2, mask2, sigma2, kernel)
+    if on_gpu_path(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
+        h2 = _interpolate(rows2, mask2, (idx2, cnt2), map2, sigma2, kernel)
         return pointwise_conv(h2, weight3, bias3, identity), (cnt1, cnt2)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
     out = sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)

@@ -10,11 +10,12 @@ import torch
 import torch.nn as nn
 
 from mmdet.ops.cache import no_grad_cached
-from mmdet.ops.gumbel_mask import grid_prior
+from mmdet.ops.gumbel_mask import grid_prior, sample_masks
 from mmdet.ops.interpolation import interpolate_dense
-from mmdet.ops.tap_conv import tap_conv3x3
+from mmdet.ops.tap_conv import tap_conv3x3, tap_gemm
 from mmdet.registry import BACKBONES
 
+from . import sparse_exec
 from .block_masks import BlockMasks, mask_pair
 from .execution import EXECUTION_MODES, auto_execution
 from .gumbel import GumbelSigmoid
@@ -35,16 +36,20 @@ def mask_probs(x, conv1_mask, conv2_mask):
     conv's output is the stride-1 output at every s-th position. Returns (p1, p2), each
     Tensor[B, 1, ceil(H / s), ceil(W / s)] at its conv's stride s.
     """
+    p = torch.sigmoid(tap_conv3x3(x, *_stacked(conv1_mask, conv2_mask)))
+    s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
+    return p[:, :1, ::s1, ::s1], p[:, 1:, ::s2, ::s2]
+
+
+def _stacked(conv1_mask, conv2_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both mask convs as one: (weight Tensor[2, Cin, 3, 3], bias Tensor[2]), cached where autograd is off."""
     convs = (conv1_mask, conv2_mask)
-    weight, bias = no_grad_cached(
+    return no_grad_cached(
         conv1_mask,
         '_sai_stacked_masks',
         [t for conv in convs for t in (conv.weight, conv.bias)],
         lambda: (torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs])),
-    )  # [2, Cin, 3, 3], [2]
-    p = torch.sigmoid(tap_conv3x3(x, weight, bias))
-    s1, s2 = conv1_mask.stride[0], conv2_mask.stride[0]
-    return p[:, :1, ::s1, ::s1], p[:, 1:, ::s2, ::s2]
+    )
 
 
 class _SparseMasks:
@@ -121,15 +126,34 @@ class _SparseMasks:
         """x: block input Tensor[B, inplanes, H, W] -> BlockMasks (no counts) sampled from the
         probabilities p = sigmoid(mask logits): mask1, p1 on conv1's output grid, mask2, p2 on
         the block's output grid (Tensor[B, 1, H/s, W/s])."""
-        p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
-        mask1 = self._sample(p1, self.conv1_gumbel, generator)
-        return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2)
+        return self._sampled_masks(x, generator)[0]
+
+    def _sampled_masks(self, x, generator):
+        """-> (BlockMasks, positions): ``masks(x, generator)``, and in inference on the GPU path
+        (``sparse_exec.on_gpu_path``) both masks sampled and compacted by one kernel
+        (``sample_masks``; positions: its (indices1, indices2, counts, map1, map2)), else None."""
+        if self.training or torch.is_grad_enabled() or not sparse_exec.on_gpu_path(x):
+            p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
+            mask1 = self._sample(p1, self.conv1_gumbel, generator)
+            return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2), None
+        taps, bias = tap_gemm(x, *_stacked(self.conv1_mask, self.conv2_mask))
+        p1, mask1, p2, mask2, *positions = sample_masks(
+            taps,
+            bias,
+            (self.conv1_gumbel.eval_T, self.conv2_gumbel.eval_T),
+            self.grid_prior_interval,
+            (self.conv1_mask.stride[0], self.conv2_mask.stride[0]),
+            self.sampling == 'stochastic',
+            generator,
+        )
+        return BlockMasks(mask1, mask2, p1, p2), tuple(positions)
 
     def _block_masks(self, x, generator, given):
-        """``masks(x, generator)``, or with ``given`` = (mask1, mask2) those with the probabilities of x."""
+        """-> (BlockMasks, positions or None): ``_sampled_masks(x, generator)``, or with ``given`` =
+        (mask1, mask2) those with the probabilities of x (and no positions)."""
         if given is None:
-            return self.masks(x, generator)
-        return BlockMasks(*given, *mask_probs(x, self.conv1_mask, self.conv2_mask))
+            return self._sampled_masks(x, generator)
+        return BlockMasks(*given, *mask_probs(x, self.conv1_mask, self.conv2_mask)), None
 
     def forward(self, x, generator=None, execution='dense', masks=None):
         owner = f'{type(self).__name__}.forward'
@@ -184,9 +208,9 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
 
     def _sampled_forward(self, x, generator, execution, given):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
-        masks = self._block_masks(x, generator, given)
+        masks, positions = self._block_masks(x, generator, given)
         if execution == 'sparse' and not self.training:
-            out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2)
+            out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions)
             return out, masks.with_counts(counts)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
@@ -240,7 +264,7 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
 
     def _sampled_forward(self, x, generator, execution, given):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
-        masks = self._block_masks(x, generator, given)
+        masks, _ = self._block_masks(x, generator, given)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out))

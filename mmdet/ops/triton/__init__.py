@@ -10,14 +10,17 @@ from ._common import interpreted
 from .compaction import active_positions
 from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_linear
 from .gumbel_mask import eval_mask
-from .interpolation import sparse_interpolate
+from .interpolation import mapped_interpolate, sparse_interpolate
+from .sampling import sample_masks
 from .tap_conv import tap_sum
 
 __all__ = [
     'active_positions',
     'eval_mask',
     'interpreted',
+    'mapped_interpolate',
     'pointwise_conv',
+    'sample_masks',
     'sparse_conv',
     'sparse_deform_conv',
     'sparse_interpolate',

@@ -46,15 +46,18 @@ def _prune(configs, named_args, **kwargs):
 @triton.jit
 def _sparse_conv_kernel(
     x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, res_ptr, out_ptr,
-    H, W, Cin, Ho, Wo, Cout,
+    H, W, Cin, Ho, Wo, Cout, n_rows,
     sxb, sxh, sxw, stride, padding, dilation,
-    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr,
+    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr, COUNTED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
-    count = tl.load(count_ptr)
+    if COUNTED:
+        count = tl.load(count_ptr)
+    else:  # every row
+        count = n_rows
     if pid_m * BLOCK_M >= count:
         return
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -152,7 +155,7 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout].
 
     indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
-    residual: rows [N_max, Cout] added before the ReLU, or None.
+    count None: all N_max rows. residual: rows [N_max, Cout] added before the ReLU, or None.
     """
     gather = indices is not None
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
@@ -173,15 +176,15 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
         return triton.cdiv(n_max, meta['BLOCK_M']), triton.cdiv(cout, meta['BLOCK_N'])
 
     _sparse_conv_kernel[grid](
-        x, w, indices if gather else count, count,
+        x, w, indices if gather else rows, rows if count is None else count,
         rows if offset is None else offset,  # pointers a disabled feature never reads
         rows if scale is None else scale.contiguous(),
         rows if bias is None else bias.contiguous(),
         rows if residual is None else residual.contiguous(),
         rows,
-        height, width, cin, ho, wo, cout,
+        height, width, cin, ho, wo, cout, n_max,
         x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
-        KSIZE=k, GATHER=gather, DEFORM=offset is not None,
+        KSIZE=k, GATHER=gather, DEFORM=offset is not None, COUNTED=count is not None,
         HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, RELU=bool(relu),
         IEEE=x.dtype == torch.float32, BLOCK_K=block_k,
     )  # fmt: skip
@@ -215,7 +218,7 @@ def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False, residu
     """A 1x1 convolution applied to compacted rows: rows [N_max, Cin], weight [Cout, Cin, 1, 1].
 
     Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias + residual)`` for the first
-    ``count`` rows (the rest unspecified); residual: rows [N_max, Cout] or None.
+    ``count`` rows (int32 [1]; None: all; the rest unspecified); residual: rows [N_max, Cout] or None.
     """
     x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
     return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, residual)
@@ -232,6 +235,5 @@ def pointwise_conv(x, weight, bias, residual, relu=True):
     numel = batch * height * width
     rows = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cin)
     res = residual.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cout)
-    count = torch.full((1,), numel, dtype=torch.int32, device=x.device)
-    out = sparse_linear(rows, weight, count, bias=bias, relu=relu, residual=res)
+    out = sparse_linear(rows, weight, None, bias=bias, relu=relu, residual=res)
     return out.view(batch, height, width, cout).permute(0, 3, 1, 2)

@@ -129,6 +129,16 @@ def sparse_interpolate(
     Returns Tensor[B, C, H, W] (channels-last) in rows' dtype:
     ``relu(m * f + (1 - m) * conv(f * m, G) / (conv(m, G) + 1e-5) + bias + residual)``.
     """
+    row_map = torch.full((mask.numel(),), -1, dtype=torch.int32, device=rows.device)
+    if indices.numel():
+        grid_rows = (triton.cdiv(indices.numel(), SCATTER_BLOCK),)
+        _row_map_kernel[grid_rows](indices, count, row_map, BLOCK=SCATTER_BLOCK)
+    return mapped_interpolate(rows, row_map, mask, sigma, kernel_size, bias, residual, relu)
+
+
+def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False):
+    """``sparse_interpolate`` with the positions given by their map: row_map int32 [B*H*W], the
+    row of rows at each position of mask, -1 where mask is 0."""
     batch, _, height, width = mask.shape
     numel, channels = batch * height * width, rows.shape[1]
     sigma_is_tensor = isinstance(sigma, torch.Tensor)
@@ -140,10 +150,6 @@ def sparse_interpolate(
     )
     if out.numel() == 0:
         return out
-    row_map = torch.full((numel,), -1, dtype=torch.int32, device=rows.device)
-    if indices.numel():
-        grid_rows = (triton.cdiv(indices.numel(), SCATTER_BLOCK),)
-        _row_map_kernel[grid_rows](indices, count, row_map, BLOCK=SCATTER_BLOCK)
     tmp = torch.empty((numel, channels), dtype=rows.dtype, device=rows.device)
     tmp_m = torch.empty(numel, dtype=torch.float32, device=rows.device)
 
