@@ -40,6 +40,8 @@ BACKENDS = {
     'active_positions': {'cpu': _CPU, 'cuda': _CUDA},
     'sparse_conv': {'cpu': _CPU, 'cuda': _CUDA},
     'sparse_deform_conv': {'cpu': _CPU, 'cuda': _CUDA},
+    # the GPU path's DCN: the offsets summed in the kernel from their tap GEMM (on the CPU for tests only)
+    'sparse_deform_conv_taps': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'sparse_interpolate': {'cpu': _CPU, 'cuda': _CUDA},
     'tap_sum': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
     # the GPU path's interpolation, positions given by sample_masks' map (on the CPU for tests only)
@@ -63,6 +65,11 @@ SCHEMAS = {
     'sparse_deform_conv': (
         '(Tensor x, Tensor offset, Tensor weight, Tensor indices, Tensor count, int stride, int padding, '
         'int dilation, Tensor? scale, Tensor? bias, bool relu) -> Tensor'
+    ),
+    'sparse_deform_conv_taps': (
+        '(Tensor x, Tensor taps, Tensor? offset_bias, int offset_stride, Tensor weight, '
+        'Tensor indices, Tensor count, int stride, int padding, int dilation, Tensor? scale, '
+        'Tensor? bias, bool relu) -> Tensor'
     ),
     'sparse_interpolate': (
         '(Tensor rows, Tensor indices, Tensor count, Tensor mask, Tensor sigma, int kernel_size, '
@@ -234,6 +241,12 @@ def _fake_sparse_deform_conv(x, offset, weight, indices, count, stride, padding,
     return _rows_like(x, indices, weight.shape[0])
 
 
+def _fake_sparse_deform_conv_taps(
+    x, taps, offset_bias, offset_stride, weight, indices, count, stride, padding, dilation, scale, bias, relu
+):
+    return _rows_like(x, indices, weight.shape[0])
+
+
 def _fake_sparse_interpolate(rows, indices, count, mask, sigma, kernel_size, bias, residual, relu):
     batch, _, height, width = mask.shape
     shape = (batch, rows.shape[1], height, width)
@@ -291,6 +304,7 @@ FAKES = {
     'active_positions': _fake_active_positions,
     'sparse_conv': _fake_sparse_conv,
     'sparse_deform_conv': _fake_sparse_deform_conv,
+    'sparse_deform_conv_taps': _fake_sparse_deform_conv_taps,
     'sparse_interpolate': _fake_sparse_interpolate,
     'mapped_interpolate': _fake_mapped_interpolate,
     'tap_sum': _fake_tap_sum,

@@ -72,6 +72,44 @@ def sparse_deform_conv(
     )
 
 
+def sparse_deform_conv_taps(
+    x, taps, offset_bias, offset_stride, weight, indices, count, stride=1, padding=0, dilation=1,
+    scale=None, bias=None, relu=False,
+) -> torch.Tensor:  # fmt: skip
+    """``sparse_deform_conv`` whose offsets the kernel sums from the tap GEMM of their 3x3,
+    padding-1 conv (the GPU path: no offset map or rows of their own).
+
+    taps: [B, Ht, Wt, 9 * 2 k k] (``mmdet.ops.tap_conv.tap_gemm`` of the offset conv's weight,
+    rows of one stride) in x's dtype; offset_bias: float32 [2 k k] or None; offset_stride: the
+    offset conv's stride, its output grid ceil(Ht / s) x ceil(Wt / s) that of this conv. The rest
+    as ``sparse_deform_conv``.
+    """
+    _check_conv(x, weight, indices, count, stride, padding, dilation, scale, bias)
+    check_tensor('taps', taps, x.device, ndim=4)
+    same_dtype('taps', taps, x)
+    check_int('offset_stride', offset_stride, 1)
+    n_off = 2 * weight.shape[2] * weight.shape[3]
+    geometry = (weight.shape[2], stride, padding, dilation)
+    grid = [_conv_out(x.shape[i], *geometry) for i in (2, 3)]
+    if (
+        taps.shape[0] != x.shape[0]
+        or taps.shape[3] != 9 * n_off
+        or [-(-taps.shape[i] // offset_stride) for i in (1, 2)] != grid
+        or taps.stride(3) != 1
+        or taps.stride(1) != taps.shape[2] * taps.stride(2)
+        or taps.stride(0) != taps.shape[1] * taps.stride(1)
+    ):
+        raise ValueError(
+            f'taps must have shape [{x.shape[0]}, Ht, Wt, {9 * n_off}] with rows of one stride and '
+            f'ceil(Ht / {offset_stride}) x ceil(Wt / {offset_stride}) = {grid[0]} x {grid[1]} (the '
+            f'output grid), got shape {tuple(taps.shape)}, strides {taps.stride()}'
+        )
+    if offset_bias is not None:
+        check_tensor('offset_bias', offset_bias, x.device, dtypes=(torch.float32,), shape=(n_off,))
+    args = (indices, count, stride, padding, dilation, scale, bias, relu)
+    return library.call('sparse_deform_conv_taps', x, taps, offset_bias, offset_stride, weight, *args)
+
+
 def sparse_interpolate(
     rows, indices, count, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False
 ) -> torch.Tensor:

@@ -80,6 +80,18 @@ def sparse_deform_conv(
     return _rows(_epilogue(out, scale, bias, relu), indices, count)
 
 
+def sparse_deform_conv_taps(
+    x, taps, offset_bias, offset_stride, weight, indices, count, stride=1, padding=0, dilation=1,
+    scale=None, bias=None, relu=False,
+) -> torch.Tensor:  # fmt: skip
+    """``sparse_deform_conv`` with the offsets given by the tap GEMM of their 3x3, padding-1 conv:
+    taps [B, Ht, Wt, 9 * 2 k k], offset_bias [2 k k] or None (summed in float32, rounded to x's
+    dtype). Computed in float32 (torchvision's CPU deform_conv2d has no bfloat16 kernel)."""
+    offsets = tap_sum(taps.float(), offset_bias, offset_stride).to(x.dtype).float()
+    args = (indices, count, stride, padding, dilation, scale, bias, relu)
+    return sparse_deform_conv(x.float(), _rows(offsets, indices, count), weight.float(), *args).to(x.dtype)
+
+
 def sparse_interpolate(
     rows, indices, count, mask, sigma, kernel_size=7, bias=None, residual=None, relu=False
 ) -> torch.Tensor:

@@ -74,6 +74,20 @@ def _conv_case(geometry, kind, deform):
     return make
 
 
+def _deform_taps_case(stride, kind, with_bias):
+    """A deformable 3x3 conv (padding 1) whose offsets come from a tap GEMM on its input's grid."""
+
+    def make(device, dtype):
+        x, _, weight, indices, count, *rest = _conv_case((3, stride, 1, 1), kind, True)(device, dtype)
+        gen = torch.Generator().manual_seed(11)
+        taps = torch.randn(2, 9, 11, 162, generator=gen) / 3  # offsets of std 1 pixel
+        bias = torch.randn(18, generator=gen) if with_bias else None
+        bias = None if bias is None else bias.to(device)
+        return (x, taps.to(device, dtype), bias, stride, weight, indices, count, *rest)
+
+    return make
+
+
 def _tap_conv_case(stride, kind, with_bias, size=(9, 11)):
     def make(device, dtype):
         gen = torch.Generator().manual_seed(13)
@@ -199,6 +213,11 @@ CASES = {
         for g in GEOMETRIES
         if g[0] == 3
         for kind in MASKS
+    },
+    'sparse_deform_conv_taps': {
+        f's{stride}-{kind}-{"bias" if with_bias else "nobias"}': _deform_taps_case(stride, kind, with_bias)
+        for stride, with_bias in ((1, True), (2, False))
+        for kind in ('random', 'border')
     },
     'sparse_tap_conv': {
         **{

@@ -334,9 +334,10 @@ def test_sparse_interpolate_hand_computed(device):
 # per ResNet-101 forward, ~4.5 per block). Counted on the CPU with the Triton kernels interpreted:
 # each Triton launch, plus each ATen op that launches a kernel on CUDA (the outermost op that is
 # neither a view nor a conversion that may be a no-op). With both masks sampled and compacted in
-# one kernel (sample_masks: mask-tap GEMM, noise, counter memset, 1 kernel) and the
-# interpolations reading its maps: 15 and 12 (were 32 and 29).
-BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 15, 'plain, stride 2, downsample': 12}
+# one kernel (sample_masks: mask-tap GEMM, noise, counter memset, 1 kernel), each interpolation one
+# kernel reading its maps, the DCN offsets summed in the conv from their tap GEMM: 10 and 10 (were
+# 32 and 29).
+BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 10, 'plain, stride 2, downsample': 10}
 _NO_KERNEL = {
     *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
     *('detach', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),
@@ -494,3 +495,37 @@ def test_gpu_path_of_a_block_equals_dense_masked(monkeypatch, with_dcn, stride):
         expected = block(x, execution='dense', masks=(sparse.mask1, sparse.mask2))
     _close(outs['sparse'], expected, torch.float32)
     _close(outs['dense'], expected, torch.float32)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('dtype', DTYPES)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_sparse_deform_conv_taps(device, dtype, stride):
+    """Offsets summed in the kernel from the tap GEMM of their conv (``tap_gemm``) against
+    torchvision's deform_conv2d with the offset conv run by F.conv2d."""
+    from torchvision.ops import deform_conv2d
+
+    from mmdet.ops.tap_conv import tap_gemm
+
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 6, 9, 11, generator=g).to(device, dtype)
+    weight = (torch.randn(16, 6, 3, 3, generator=g) / 7).to(device, dtype)
+    offset_weight = (torch.randn(18, 6, 3, 3, generator=g) / 3).to(device, dtype)  # offsets of ~2 pixels
+    offset_bias = torch.randn(18, generator=g).to(device, dtype) if stride == 1 else None
+    scale, bias = torch.rand(16, generator=g).to(device) + 0.5, torch.randn(16, generator=g).to(device)
+    with torch.no_grad():
+        taps, bias32 = tap_gemm(x, offset_weight, offset_bias)
+    offsets = F.conv2d(
+        x.float(), offset_weight.float(), None if offset_bias is None else offset_bias.float(), stride, 1
+    )
+    dense = deform_conv2d(x.float(), offsets, weight.float(), stride=stride, padding=1)
+    dense = F.relu(dense * scale[:, None, None] + bias[:, None, None])
+    mask = _mask((2, 1, *dense.shape[2:]), 0.5, device)
+    indices, count = _positions(mask)
+    rows = _ops().sparse_deform_conv_taps(
+        x, taps, bias32, stride, weight, indices, count, stride, 1, 1, scale, bias, True
+    )
+    n = int(count.item())
+    expected = dense.permute(0, 2, 3, 1).reshape(-1, 16)[indices[:n].long()]
+    assert 0 < n < mask.numel()
+    _close(rows[:n], expected, dtype)

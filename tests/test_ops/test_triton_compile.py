@@ -21,30 +21,35 @@ POINTERS = {
     'idx_ptr': '*i32', 'count_ptr': '*i32', 'map_ptr': '*i32', 'counts_ptr': '*i32', 'ends_ptr': '*i32',
     'indices_ptr': '*i32', 'scale_ptr': '*fp32', 'bias_ptr': '*fp32', 'sigma_ptr': '*fp32',
     'tmp_m_ptr': '*fp32', 'u_ptr': '*fp32',
-    'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
+    'offb_ptr': '*fp32', 'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
 }  # fmt: skip
 FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}
-CONV = dict(KSIZE=3, GATHER=True, DEFORM=False, COUNTED=True, HAS_SCALE=True, HAS_BIAS=True, HAS_RES=False,
-            RELU=True, IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
+CONV = dict(KSIZE=3, GATHER=True, DEFORM=False, OFFSET_TAPS=False, HAS_OFFB=False, COUNTED=True,
+            HAS_SCALE=True, HAS_BIAS=True, HAS_RES=False, RELU=True, IEEE=False,
+            BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
 INTERP = dict(KSIZE=7, SIGMA_PTR=True, BLOCK_P=32, BLOCK_C=64)
 CASES = {
     'conv 3x3': (conv._sparse_conv_kernel, CONV, 'fp16'),
     'conv 3x3 fp32 (ieee)': (conv._sparse_conv_kernel, dict(CONV, IEEE=True), 'fp32'),
     'deformable conv': (conv._sparse_conv_kernel, dict(CONV, DEFORM=True, BLOCK_K=32), 'fp16'),
+    'deformable conv, offsets from taps': (
+        conv._sparse_conv_kernel,
+        dict(CONV, DEFORM=True, OFFSET_TAPS=True, HAS_OFFB=True, BLOCK_K=32),
+        'bf16',
+    ),
     'pointwise conv + residual': (
         conv._sparse_conv_kernel,
         dict(CONV, KSIZE=1, GATHER=False, COUNTED=False, HAS_SCALE=False, HAS_RES=True),
         'fp16',
     ),
     'row map': (interpolation._row_map_kernel, dict(BLOCK=1024), 'fp16'),
-    'row pass': (interpolation._row_pass_kernel, INTERP, 'fp16'),
-    'column pass': (
-        interpolation._column_pass_kernel,
+    'interpolate': (
+        interpolation._interpolate_kernel,
         dict(INTERP, HAS_BIAS=True, HAS_RES=True, RELU=True),
         'fp16',
     ),
-    'column pass, no epilogue': (
-        interpolation._column_pass_kernel,
+    'interpolate, no epilogue': (
+        interpolation._interpolate_kernel,
         dict(INTERP, SIGMA_PTR=False, HAS_BIAS=False, HAS_RES=False, RELU=False),
         'bf16',
     ),

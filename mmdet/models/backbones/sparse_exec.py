@@ -7,7 +7,8 @@ positions; the interpolation of conv3's rows with mask2 then adds bn3's bias, th
 and the ReLU in one epilogue. conv3 is 1x1 and the interpolation linear, so this equals the
 dense-masked block output, positions with no sampled neighbour included.
 
-On the GPU the last two steps run the other way round (the dense-masked order): the
+On the GPU path both masks come sampled and compacted by one kernel (``sample_masks``, with the
+maps the interpolations read), and the last two steps run the other way round (the dense-masked order): the
 interpolation fills conv2's P channels and conv3 runs densely with bias, identity and ReLU
 fused (``pointwise_conv``). There the interpolation is bound by memory traffic, and filling
 4P channels cost 5-7x a dense 1x1 conv (docs/benchmarks.md), while conv3's FLOPs are cheap;
@@ -17,7 +18,8 @@ On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSI
 densely (channels-last conv, then its rows are picked). The offset conv (3x3, Cin -> 18) runs on
 the CPU at the active positions as one GEMM over the input pixels their windows touch
 (``sparse_tap_conv``) at every density: it was never clearly slower than the dense tap GEMM; on
-the GPU it always runs densely (``tap_conv3x3``). docs/ops.md and docs/benchmarks.md have the
+the GPU its tap GEMM runs densely and the deformable conv's kernel sums each active position's
+offsets from it (``sparse_deform_conv_taps``). docs/ops.md and docs/benchmarks.md have the
 measurements. Deformable convolutions always run sparse; DCNv2 (``dcn.modulated``) is refused:
 the sparse deformable kernels take no modulation mask.
 The interpolations use the block's ``gaussian_kernel``.
@@ -33,9 +35,10 @@ from mmdet.ops.sparse import (
     pointwise_conv,
     sparse_conv,
     sparse_deform_conv,
+    sparse_deform_conv_taps,
     sparse_interpolate,
 )
-from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_conv3x3
+from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_gemm
 
 SPARSE_DCNV2_ERROR = (
     "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
@@ -164,21 +167,34 @@ def _conv_rows(conv, name, x, indices, count, mask, scale, bias, relu):
 def _offset_rows(conv, x, indices, count):
     """Rows [N_max, 18] of conv2_offset(x) (3x3, with bias) at the active positions ``indices``.
 
-    On the GPU computed densely and picked (as one GEMM over the taps, ``tap_conv3x3``: cuDNN's
-    direct conv with 18 outputs was already as fast as the sparse kernel or up to 3x faster in every
-    case of the kernel table in docs/benchmarks.md). On the CPU by ``sparse_tap_conv`` (one GEMM
-    over the input pixels the positions' windows touch, N = 9 x 18 columns) for padding 1 and
-    dilation 1, by ``sparse_conv`` for any other geometry.
+    On the CPU by ``sparse_tap_conv`` (one GEMM over the input pixels the positions' windows touch,
+    N = 9 x 18 columns) for padding 1 and dilation 1, by ``sparse_conv`` for any other geometry; on
+    the GPU path (other geometries only: ``_deform_rows``) densely by cuDNN and picked.
     """
     stride, padding, dilation = _geometry(conv, 'conv2_offset')
-    tap_geometry = (padding, dilation) == (1, 1)
     if on_gpu_path(x):
-        if tap_geometry:
-            return _picked_rows(tap_conv3x3(x, conv.weight, conv.bias, stride), indices)
         return _picked_rows(F.conv2d(x, conv.weight, conv.bias, stride, padding, dilation), indices)
-    if tap_geometry:
+    if (padding, dilation) == (1, 1):
         return sparse_tap_conv3x3(x, conv.weight, conv.bias, indices, count, stride)
     return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
+
+
+def _deform_rows(block, x, h1, indices, count, scale, bias):
+    """Rows [N_max, P] of relu(scale * deform_conv2(h1) + bias) at the active positions, with the
+    offsets conv2_offset(x) there. On the GPU path (padding-1, dilation-1 offset conv) the conv
+    kernel sums the offsets from their tap GEMM (``sparse_deform_conv_taps``: one GEMM over x, no
+    offset map: cuDNN's direct conv with 18 outputs was slow, docs/benchmarks.md), else from
+    the offset rows of ``_offset_rows``.
+    """
+    geometry = _geometry(block.conv2, 'conv2')
+    conv = block.conv2_offset
+    offset_stride, padding, dilation = _geometry(conv, 'conv2_offset')
+    if on_gpu_path(x) and (padding, dilation) == (1, 1):
+        taps, offset_bias = tap_gemm(x, conv.weight, conv.bias)
+        args = (indices, count, *geometry, scale, bias, True)
+        return sparse_deform_conv_taps(h1, taps, offset_bias, offset_stride, block.conv2.weight, *args)
+    offset = _offset_rows(conv, x, indices, count)
+    return sparse_deform_conv(h1, offset, block.conv2.weight, indices, count, *geometry, scale, bias, True)
 
 
 def _interpolate(rows, mask, compaction, row_map, sigma, kernel_size) -> torch.Tensor:
@@ -222,9 +238,7 @@ def sparse_bottleneck_forward(
     h1 = _interpolate(rows1, mask1, (idx1, cnt1), map1, sigma1, kernel)
 
     if block.with_dcn:
-        offset = _offset_rows(block.conv2_offset, x, idx2, cnt2)
-        geometry = _geometry(block.conv2, 'conv2')
-        rows2 = sparse_deform_conv(h1, offset, block.conv2.weight, idx2, cnt2, *geometry, scale2, bias2, True)
+        rows2 = _deform_rows(block, x, h1, idx2, cnt2, scale2, bias2)
     else:
         rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
 

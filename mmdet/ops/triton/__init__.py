@@ -8,7 +8,7 @@ imported) the kernels also run on CPU tensors, for tests.
 
 from ._common import interpreted
 from .compaction import active_positions
-from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_linear
+from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_deform_conv_taps, sparse_linear
 from .gumbel_mask import eval_mask
 from .interpolation import mapped_interpolate, sparse_interpolate
 from .sampling import sample_masks
@@ -23,6 +23,7 @@ __all__ = [
     'sample_masks',
     'sparse_conv',
     'sparse_deform_conv',
+    'sparse_deform_conv_taps',
     'sparse_interpolate',
     'sparse_linear',
     'tap_sum',

@@ -9,6 +9,8 @@ The grid covers all N_max rows; programs whose first row is at or past ``count``
 device memory) return at once, so nothing synchronises with the host.
 """
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -40,15 +42,16 @@ def _prune(configs, named_args, **kwargs):
 
 @triton.autotune(
     configs=_configs(),
-    key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER'],
+    key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER', 'OFFSET_TAPS'],
     prune_configs_by={'early_config_prune': _prune},
 )
 @triton.jit
 def _sparse_conv_kernel(
-    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, scale_ptr, bias_ptr, res_ptr, out_ptr,
+    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, offb_ptr, scale_ptr, bias_ptr, res_ptr, out_ptr,
     H, W, Cin, Ho, Wo, Cout, n_rows,
-    sxb, sxh, sxw, stride, padding, dilation,
-    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr, COUNTED: tl.constexpr,
+    sxb, sxh, sxw, stride, padding, dilation, Ht, Wt, off_stride, off_row,
+    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr, OFFSET_TAPS: tl.constexpr,
+    HAS_OFFB: tl.constexpr, COUNTED: tl.constexpr,
     HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
     IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -76,13 +79,19 @@ def _sparse_conv_kernel(
         yi = yo * stride - padding + (tap // KSIZE) * dilation
         xi = xo * stride - padding + (tap % KSIZE) * dilation
         if DEFORM:
+            if OFFSET_TAPS:
+                dy, dx = _offset_from_taps(
+                    off_ptr, offb_ptr, b, yo, xo, row_ok, tap, Ht, Wt, off_stride, off_row,
+                    2 * KSIZE * KSIZE, HAS_OFFB,
+                )  # fmt: skip
+                dy = dy.to(x_ptr.dtype.element_ty)  # rounded as the offset rows would be
+                dx = dx.to(x_ptr.dtype.element_ty)
+            else:
+                dy = tl.load(off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap, mask=row_ok, other=0)
+                dx = tl.load(off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap + 1, mask=row_ok, other=0)
             # torchvision deform_conv2d: bilinear sampling, corners outside the image read 0
-            py = yi.to(tl.float32) + tl.load(
-                off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap, mask=row_ok, other=0
-            ).to(tl.float32)
-            px = xi.to(tl.float32) + tl.load(
-                off_ptr + rows * (2 * KSIZE * KSIZE) + 2 * tap + 1, mask=row_ok, other=0
-            ).to(tl.float32)
+            py = yi.to(tl.float32) + dy.to(tl.float32)
+            px = xi.to(tl.float32) + dx.to(tl.float32)
             # a point at or beyond one pixel outside (or not finite) reads 0: move it to (-2, -2),
             # whose four corners are all outside, so no float -> int conversion overflows
             inside = (py > -1) & (py < H) & (px > -1) & (px < W)
@@ -144,6 +153,29 @@ def _sparse_conv_kernel(
     tl.store(out_ptr + tile, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
 
+@triton.jit
+def _offset_from_taps(
+    taps_ptr, bias_ptr, b, yo, xo, row_ok, tap, Ht, Wt, stride, row_stride,
+    N_OFF: tl.constexpr, HAS_BIAS: tl.constexpr,
+):  # fmt: skip
+    """(dy, dx) float32 of deformable tap ``tap`` at output (b, yo, xo): the offset conv (3x3,
+    padding 1, stride ``stride``, N_OFF outputs) summed from its tap GEMM [B, Ht, Wt, 9 N_OFF]
+    (``mmdet.ops.tap_conv``'s layout, rows ``row_stride`` apart), + bias."""
+    dy = tl.zeros(yo.shape, dtype=tl.float32)
+    dx = tl.zeros(yo.shape, dtype=tl.float32)
+    for t in tl.static_range(9):
+        yi = yo * stride - 1 + t // 3
+        xi = xo * stride - 1 + t % 3
+        ok = row_ok & (yi >= 0) & (yi < Ht) & (xi >= 0) & (xi < Wt)
+        ptrs = taps_ptr + ((b * Ht + yi) * Wt + xi) * row_stride + t * N_OFF + 2 * tap
+        dy += tl.load(ptrs, mask=ok, other=0).to(tl.float32)
+        dx += tl.load(ptrs + 1, mask=ok, other=0).to(tl.float32)
+    if HAS_BIAS:
+        dy += tl.load(bias_ptr + 2 * tap)
+        dx += tl.load(bias_ptr + 2 * tap + 1)
+    return dy, dx
+
+
 def _taps_major(weight):
     """weight [Cout, Cin, k, k] laid out [k, k, Cin, Cout], cached on the weight tensor while it
     is unchanged (a backbone's weights are constants in eval, and the relayout would otherwise be
@@ -151,11 +183,22 @@ def _taps_major(weight):
     return cached(weight, '_sai_taps_major', [weight], lambda: weight.permute(2, 3, 1, 0).contiguous())
 
 
+class OffsetTaps(NamedTuple):
+    """A deformable conv's offsets as the tap GEMM of its 3x3, padding-1 offset conv (``tap_gemm``):
+    taps [B, Ht, Wt, 9 * 2 k k] (rows of one stride), bias float32 [2 k k] or None, the offset
+    conv's stride (its output grid is the deformable conv's)."""
+
+    taps: torch.Tensor
+    bias: torch.Tensor | None
+    stride: int
+
+
 def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, residual=None):
     """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout].
 
     indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
-    count None: all N_max rows. residual: rows [N_max, Cout] added before the ReLU, or None.
+    count None: all N_max rows. offset: None, rows [N_max, 2 k k] or OffsetTaps (deformable).
+    residual: rows [N_max, Cout] added before the ReLU, or None.
     """
     gather = indices is not None
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
@@ -163,7 +206,12 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     n_max = indices.numel() if gather else height
     ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    if offset is not None:
+    offset_taps, offset_bias, offset_geometry = False, None, (0, 0, 1, 0)  # Ht, Wt, stride, row stride
+    if isinstance(offset, OffsetTaps):
+        offset_taps, offset_bias = True, offset.bias
+        offset_geometry = (*offset.taps.shape[1:3], offset.stride, offset.taps.stride(2))
+        offset = offset.taps
+    elif offset is not None:
         offset = offset.contiguous()
     x = x.contiguous(memory_format=torch.channels_last)  # channel stride 1
     w = _taps_major(weight)  # [k, k, Cin, Cout]
@@ -178,13 +226,16 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
     _sparse_conv_kernel[grid](
         x, w, indices if gather else rows, rows if count is None else count,
         rows if offset is None else offset,  # pointers a disabled feature never reads
+        rows if offset_bias is None else offset_bias,
         rows if scale is None else scale.contiguous(),
         rows if bias is None else bias.contiguous(),
         rows if residual is None else residual.contiguous(),
         rows,
         height, width, cin, ho, wo, cout, n_max,
         x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
-        KSIZE=k, GATHER=gather, DEFORM=offset is not None, COUNTED=count is not None,
+        *offset_geometry,
+        KSIZE=k, GATHER=gather, DEFORM=offset is not None, OFFSET_TAPS=offset_taps,
+        HAS_OFFB=offset_bias is not None, COUNTED=count is not None,
         HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, RELU=bool(relu),
         IEEE=x.dtype == torch.float32, BLOCK_K=block_k,
     )  # fmt: skip
@@ -211,6 +262,18 @@ def sparse_deform_conv(
 
     offset: rows [N_max, 2*k*k] in ``indices`` order, (dy, dx) per tap; the rest as ``sparse_conv``.
     """
+    return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
+
+
+def sparse_deform_conv_taps(
+    x, taps, offset_bias, offset_stride, weight, indices, count, stride=1, padding=0, dilation=1,
+    scale=None, bias=None, relu=False,
+):  # fmt: skip
+    """``sparse_deform_conv`` with the offsets summed in the kernel from the tap GEMM of the 3x3,
+    padding-1 offset conv: taps [B, Ht, Wt, 9 * 2 k k], offset_bias float32 [2 k k] or None,
+    offset_stride its stride (ceil(Ht / offset_stride) x ceil(Wt / offset_stride) = the output grid).
+    """
+    offset = OffsetTaps(taps, offset_bias, offset_stride)
     return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
 
 

@@ -1,14 +1,15 @@
 """Sparse Gaussian interpolation: dense output from features known only at the active positions.
 
 out = m * f + (1 - m) * sum_q G(q - p) m_q f_q / (sum_q G(q - p) m_q + 1e-5), then + bias,
-+ residual, ReLU (paper.md). G(dy, dx) = g(dy) g(dx) with g(d) = sigma / sqrt(2 pi) *
-exp(-sigma^2 d^2 / 2) is separable, so two passes of k taps replace the k x k window:
-1. a scatter kernel builds the dense position -> row map (-1 where inactive); its programs
-   past ``count`` return at once, so nothing syncs with the host;
-2. the row pass gathers g(dx) m_q f_q through the map along x into a dense buffer [B*H*W, C]
-   in the features' dtype (and g(dx) m_q into a float32 [B*H*W] one);
-3. the column pass sums those along y and applies the epilogue to a [BLOCK_P, BLOCK_C] tile of
-   the channels-last output. All sums are accumulated in float32.
++ residual, ReLU (paper.md), G(dy, dx) = g(dy) g(dx) with g(d) = sigma / sqrt(2 pi) *
+exp(-sigma^2 d^2 / 2). One kernel: a program gathers the k x k window of a [BLOCK_P positions,
+BLOCK_C channels] tile of the channels-last output through the position -> row map (-1 where
+inactive) and applies the epilogue, all sums in float32. The window's rows repeat across the
+tile's neighbouring positions, so most of its k^2 gathers hit the cache; one pass writes no
+intermediate map and needs one launch (a separable row pass + column pass needs two and a
+dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
+count) with one scatter kernel whose programs past ``count`` return at once, so nothing syncs
+with the host; ``mapped_interpolate`` takes the map ``sample_masks`` wrote.
 """
 
 import torch
@@ -49,40 +50,8 @@ def _gauss_1d(sigma_ptr, sigma_value, d, SIGMA_PTR: tl.constexpr):
 
 @triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
 @triton.jit
-def _row_pass_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, tmp_ptr, tmp_m_ptr,
-    numel, H, W, C, smb, smh, smw,
-    KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-):  # fmt: skip
-    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pos_ok = pos < numel
-    b = pos // (H * W)
-    y = (pos % (H * W)) // W
-    x = pos % W
-    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    chan_ok = chans < C
-    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    acc_m = tl.zeros((BLOCK_P,), dtype=tl.float32)
-    for tap in tl.static_range(KSIZE):
-        dx = tap - KSIZE // 2
-        g = _gauss_1d(sigma_ptr, sigma_value, dx * 1.0, SIGMA_PTR)
-        ok = pos_ok & (x + dx >= 0) & (x + dx < W)
-        row = tl.load(map_ptr + pos + dx, mask=ok, other=-1)
-        gm = g * tl.load(mask_ptr + b * smb + y * smh + (x + dx) * smw, mask=ok, other=0).to(tl.float32)
-        f_ptrs = rows_ptr + row[:, None] * C + chans[None, :]
-        f = tl.load(f_ptrs, mask=(row >= 0)[:, None] & chan_ok[None, :], other=0)
-        acc += gm[:, None] * f.to(tl.float32)
-        acc_m += gm
-    tmp_ptrs = tmp_ptr + pos[:, None] * C + chans[None, :]
-    tl.store(tmp_ptrs, acc.to(tmp_ptr.dtype.element_ty), mask=pos_ok[:, None] & chan_ok[None, :])
-    if tl.program_id(1) == 0:
-        tl.store(tmp_m_ptr + pos, acc_m, mask=pos_ok)
-
-
-@triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
-@triton.jit
-def _column_pass_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, tmp_ptr, tmp_m_ptr, bias_ptr, res_ptr, out_ptr,
+def _interpolate_kernel(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, bias_ptr, res_ptr, out_ptr,
     numel, H, W, C, smb, smh, smw, srb, src, srh, srw,
     KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
     RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -97,13 +66,21 @@ def _column_pass_kernel(
     tile_ok = pos_ok[:, None] & chan_ok[None, :]
     num = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     den = tl.zeros((BLOCK_P,), dtype=tl.float32)
-    for tap in tl.static_range(KSIZE):
-        dy = tap - KSIZE // 2
-        g = _gauss_1d(sigma_ptr, sigma_value, dy * 1.0, SIGMA_PTR)
-        ok = pos_ok & (y + dy >= 0) & (y + dy < H)
-        t_ptrs = tmp_ptr + (pos + dy * W)[:, None] * C + chans[None, :]
-        num += g * tl.load(t_ptrs, mask=ok[:, None] & chan_ok[None, :], other=0).to(tl.float32)
-        den += g * tl.load(tmp_m_ptr + pos + dy * W, mask=ok, other=0)
+    for ty in tl.static_range(KSIZE):
+        dy = ty - KSIZE // 2
+        gy = _gauss_1d(sigma_ptr, sigma_value, dy * 1.0, SIGMA_PTR)
+        y_ok = pos_ok & (y + dy >= 0) & (y + dy < H)
+        for tx in tl.static_range(KSIZE):
+            dx = tx - KSIZE // 2
+            g = gy * _gauss_1d(sigma_ptr, sigma_value, dx * 1.0, SIGMA_PTR)
+            ok = y_ok & (x + dx >= 0) & (x + dx < W)
+            row = tl.load(map_ptr + pos + dy * W + dx, mask=ok, other=-1)
+            m_ptrs = mask_ptr + b * smb + (y + dy) * smh + (x + dx) * smw
+            gm = g * tl.load(m_ptrs, mask=row >= 0, other=0).to(tl.float32)
+            f_ptrs = rows_ptr + row[:, None] * C + chans[None, :]
+            f = tl.load(f_ptrs, mask=(row >= 0)[:, None] & chan_ok[None, :], other=0)
+            num += gm[:, None] * f.to(tl.float32)
+            den += gm
     m = tl.load(mask_ptr + b * smb + y * smh + x * smw, mask=pos_ok, other=0).to(tl.float32)
     row = tl.load(map_ptr + pos, mask=pos_ok, other=-1)
     f = tl.load(
@@ -150,26 +127,19 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
     )
     if out.numel() == 0:
         return out
-    tmp = torch.empty((numel, channels), dtype=rows.dtype, device=rows.device)
-    tmp_m = torch.empty(numel, dtype=torch.float32, device=rows.device)
 
     def grid(meta):
         return triton.cdiv(numel, meta['BLOCK_P']), triton.cdiv(channels, meta['BLOCK_C'])
 
     rows = rows.contiguous()
-    sigma_ptr = sigma.reshape(1) if sigma_is_tensor else tmp_m
+    sigma_ptr = sigma.reshape(1) if sigma_is_tensor else row_map  # a pointer never read
     sigma_value = 0.0 if sigma_is_tensor else float(sigma)
-    mask_strides = (mask.stride(0), mask.stride(2), mask.stride(3))
-    _row_pass_kernel[grid](
-        rows, row_map, mask, sigma_ptr, sigma_value, tmp, tmp_m,
-        numel, height, width, channels, *mask_strides, KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor,
-    )  # fmt: skip
-    _column_pass_kernel[grid](
-        rows, row_map, mask, sigma_ptr, sigma_value, tmp, tmp_m,
+    _interpolate_kernel[grid](
+        rows, row_map, mask, sigma_ptr, sigma_value,
         out if bias is None else bias.contiguous(),
         out if residual is None else residual,
         out,
-        numel, height, width, channels, *mask_strides,
+        numel, height, width, channels, mask.stride(0), mask.stride(2), mask.stride(3),
         *(residual.stride() if residual is not None else (0, 0, 0, 0)),
         KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         RELU=bool(relu),
