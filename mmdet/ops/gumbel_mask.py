@@ -7,6 +7,8 @@ SparseResNet forward); ``eval_mask`` runs it as the op ``torch.ops.sai.eval_mask
 kernel on CUDA, one vectorised compiled pass on the CPU (``mmdet.ops.library`` has the backends).
 """
 
+import math
+
 import torch
 
 from . import library
@@ -56,6 +58,7 @@ def sample_masks(
     strides: tuple[int, int],
     stochastic: bool = True,
     generator: torch.Generator | None = None,
+    given: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):
     """Both eval masks of a block from the tap GEMM of its two 3x3 mask convs, and their compaction
     (the GPU path: one kernel instead of a tap sum, a sigmoid, two ``eval_mask`` and two
@@ -66,7 +69,8 @@ def sample_masks(
     Tensor[2]; temperatures: each mask's T; grid_interval: the grid prior's k (None: none); strides:
     (s1, s2), mask o on the grid [B, 1, h_o, w_o] = ceil(H / s_o) x ceil(W / s_o); stochastic:
     Gumbel noise u ~ U(0, 1) drawn from ``generator`` (None: the global RNG) as one float32
-    Tensor[2, n1 + n2] (n_o = B h_o w_o, mask1's first), else mask = p >= 0.5.
+    Tensor[2, n1 + n2] (n_o = B h_o w_o, mask1's first), else mask = p >= 0.5; given: None, or
+    (mask1, mask2) taken instead of sampling (no noise drawn; p still computed, the masks compacted).
     Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2): p_o = sigmoid(logit)
     and mask_o (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype; indices_o int32 [n_o], its
     first counts[o] entries the positions with mask_o > 0, each once, in an unspecified order;
@@ -92,11 +96,22 @@ def sample_masks(
         raise ValueError(
             f'sample_masks: expected grid_interval None or a positive int, got {grid_interval!r}'
         )
-    numel = sum(taps.shape[0] * (-(-taps.shape[1] // s)) * (-(-taps.shape[2] // s)) for s in strides)
+    shapes = [(taps.shape[0], 1, -(-taps.shape[1] // s), -(-taps.shape[2] // s)) for s in strides]
+    if given is not None and not (
+        len(given) == 2
+        and all(isinstance(m, torch.Tensor) and m.device == taps.device for m in given)
+        and [tuple(m.shape) for m in given] == shapes
+    ):
+        raise ValueError(
+            f'sample_masks: expected given masks of shapes {shapes} on {taps.device}, got '
+            f'{[_describe(m) for m in given] if isinstance(given, tuple | list) else _describe(given)}'
+        )
+    stochastic = bool(stochastic) and given is None
+    numel = sum(math.prod(shape) for shape in shapes) if stochastic else 0
     rng = {} if generator is None else {'generator': generator}
-    u = torch.rand((2, numel if stochastic else 0), device=taps.device, dtype=torch.float32, **rng)
-    args = (*map(float, temperatures), grid_interval or 0, *strides, bool(stochastic))
-    return library.call('sample_masks', taps, bias, u, *args)
+    u = torch.rand((2, numel), device=taps.device, dtype=torch.float32, **rng)
+    args = (*map(float, temperatures), grid_interval or 0, *strides, stochastic)
+    return library.call('sample_masks', taps, bias, u, *(given or (None, None)), *args)
 
 
 def _describe(t) -> str:

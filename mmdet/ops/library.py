@@ -86,8 +86,8 @@ SCHEMAS = {
     'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
     'sample_masks': (
-        '(Tensor taps, Tensor bias, Tensor u, float temperature1, float temperature2, int grid_interval, '
-        'int stride1, int stride2, bool stochastic) -> '
+        '(Tensor taps, Tensor bias, Tensor u, Tensor? given1, Tensor? given2, float temperature1, '
+        'float temperature2, int grid_interval, int stride1, int stride2, bool stochastic) -> '
         '(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
     ),
     'roi_align': (
@@ -277,7 +277,7 @@ def _fake_eval_mask(p, u, temperature, grid_interval):
 
 
 def _fake_sample_masks(
-    taps, bias, u, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
+    taps, bias, u, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
 ):
     batch, height, width = taps.shape[:3]
     p, index = [], []

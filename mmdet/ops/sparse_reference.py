@@ -162,18 +162,22 @@ def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
     return mask
 
 
-def sample_masks(taps, bias, u, temperature1, temperature2, grid_interval, stride1, stride2, stochastic):
-    """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], u: float32 [2, n1 + n2]
-    -> (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2) of
+def sample_masks(
+    taps, bias, u, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
+):
+    """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], u: float32 [2, n1 + n2],
+    given masks or None -> (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2) of
     ``mmdet.ops.gumbel_mask.sample_masks``; here the indices are ascending, zeros past the count."""
-    strides, temperatures = (stride1, stride2), (temperature1, temperature2)
+    strides, temperatures, given = (stride1, stride2), (temperature1, temperature2), (given1, given2)
     p, masks, indices, counts, maps = [], [], [], [], []
     start = 0
     for o in range(2):
         logit = tap_sum(taps.float(), bias, strides[o])[:, o : o + 1].to(taps.dtype)
         p_o = torch.sigmoid(logit.float()).to(taps.dtype).contiguous()
         numel = p_o.numel()
-        if stochastic:
+        if given[o] is not None:
+            mask = given[o].to(p_o.dtype, copy=True).contiguous()
+        elif stochastic:
             u_o = u[:, start : start + numel].reshape(2, *p_o.shape)
             mask = eval_mask(p_o, u_o, temperatures[o], grid_interval)
         else:

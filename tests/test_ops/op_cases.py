@@ -164,17 +164,19 @@ def _eval_mask_case(grid_interval):
     return make
 
 
-def _sample_masks_case(strides, grid_interval, stochastic, size=(9, 11)):
+def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9, 11)):
     def make(device, dtype):
         gen = torch.Generator().manual_seed(8)
         taps = torch.randn(2, *size, 18, generator=gen) / 3  # logits of std 1: p spread over (0, 1)
         bias = torch.tensor([0.3, -0.2])
-        sizes = [2 * (-(-size[0] // s)) * (-(-size[1] // s)) for s in strides]
-        u = torch.rand(2, sum(sizes), generator=gen) if stochastic else torch.empty(0)
+        shapes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
+        u = torch.rand(2, sum(2 * h * w for h, w in shapes), generator=gen) if stochastic else torch.empty(0)
+        masks = [make_mask('random', 2, h, w, gen, device).to(dtype) if given else None for h, w in shapes]
         return (
             taps.to(device, dtype),
             bias.to(device),
             u.to(device),
+            *masks,
             0.03,
             0.05,
             grid_interval,
@@ -247,10 +249,18 @@ CASES = {
     'pointwise_conv': {f'relu={relu}': _pointwise_case(relu) for relu in (True, False)},
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
     'sample_masks': {
-        f's{s1}{s2}-grid{grid}-{"stochastic" if stochastic else "deterministic"}': _sample_masks_case(
-            (s1, s2), grid, stochastic
-        )
-        for s1, s2, grid, stochastic in ((1, 1, 0, True), (1, 2, 3, True), (2, 2, 3, False), (1, 2, 0, False))
+        **{
+            f's{s1}{s2}-grid{grid}-{"stochastic" if stochastic else "deterministic"}': _sample_masks_case(
+                (s1, s2), grid, stochastic
+            )
+            for s1, s2, grid, stochastic in (
+                (1, 1, 0, True),
+                (1, 2, 3, True),
+                (2, 2, 3, False),
+                (1, 2, 0, False),
+            )
+        },
+        's12-given': _sample_masks_case((1, 2), 3, False, given=True),
     },
     'roi_align': {
         **{

@@ -399,7 +399,9 @@ def test_launch_budget_of_a_sparse_block_on_the_gpu_path(monkeypatch, kind):
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize('case', ['s11-grid0-stochastic', 's12-grid3-stochastic', 's22-grid3-deterministic'])
+@pytest.mark.parametrize(
+    'case', ['s11-grid0-stochastic', 's12-grid3-stochastic', 's22-grid3-deterministic', 's12-given']
+)
 def test_sample_masks(device, dtype, case):
     """The fused sampling against its reference (tap_sum, sigmoid, eval_mask, nonzero): p to
     rounding, the masks equal but where soft is at 0.5 to rounding, the compaction a permutation
@@ -411,13 +413,16 @@ def test_sample_masks(device, dtype, case):
     got = [t.cpu() for t in _ops().sample_masks(*[a.to(device) if torch.is_tensor(a) else a for a in args])]
     p1, mask1, p2, mask2, idx1, idx2, counts, map1, map2 = got
     ref = sparse_reference.sample_masks(*args)
-    u, temperatures, stochastic = args[2], args[3:5], args[-1]
+    u, given, temperatures, stochastic = args[2], args[3:5], args[5:7], args[-1]
     start = 0
     for o, (p, mask, idx, row_map) in enumerate(((p1, mask1, idx1, map1), (p2, mask2, idx2, map2))):
         ref_p, ref_mask = ref[o * 2], ref[o * 2 + 1]
         assert p.dtype == mask.dtype == dtype and p.shape == mask.shape == ref_p.shape
         _close(p, ref_p, dtype)
-        if stochastic:  # the decision from the kernel's own p, near the threshold left out
+        if given[o] is not None:
+            assert torch.equal(mask, given[o])
+            near = torch.zeros_like(mask, dtype=torch.bool)
+        elif stochastic:  # the decision from the kernel's own p, near the threshold left out
             soft = gumbel_soft(
                 p.float(), u[:, start : start + p.numel()].reshape(2, *p.shape), temperatures[o]
             )
@@ -464,7 +469,8 @@ def test_mapped_interpolate(device, case):
 def test_gpu_path_of_a_block_equals_dense_masked(monkeypatch, with_dcn, stride):
     """A SparseBottleneck with the GPU's choices (sample_masks' fused sampling and compaction, the
     mapped interpolations, the Triton convs) on CPU tensors: the dense and the sparse forward
-    sample the same masks, and the sparse output equals the CPU's dense-masked block with them."""
+    sample the same masks, and the sparse output, sampled or with those masks given, equals the
+    CPU's dense-masked block with them."""
     import torch.nn as nn
 
     from mmdet.models.backbones import sparse_exec
@@ -487,14 +493,17 @@ def test_gpu_path_of_a_block_equals_dense_masked(monkeypatch, with_dcn, stride):
         for execution in ('dense', 'sparse'):
             outs[execution] = block(x, torch.Generator().manual_seed(1), execution=execution)
             masks[execution] = block.last
+        given = (block.last.mask1, block.last.mask2)  # a mask provider's: taken, then compacted
+        outs['given'] = block(x, execution='sparse', masks=given)
+        assert [int(c) for c in block.last.counts] == [int(c) for c in masks['sparse'].counts]
     dense, sparse = masks['dense'], masks['sparse']
     assert torch.equal(dense.mask1, sparse.mask1) and torch.equal(dense.mask2, sparse.mask2)
     for mask, count in zip((sparse.mask1, sparse.mask2), sparse.counts):
         assert int(count) == int((mask > 0).sum()) and 0 < int(count) < mask.numel()
     with torch.no_grad():  # the CPU's dense-masked block, given those masks
         expected = block(x, execution='dense', masks=(sparse.mask1, sparse.mask2))
-    _close(outs['sparse'], expected, torch.float32)
-    _close(outs['dense'], expected, torch.float32)
+    for out in outs.values():
+        _close(out, expected, torch.float32)
 
 
 @pytest.mark.parametrize('device', DEVICES)

@@ -56,11 +56,20 @@ CASES = {
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),
     'compact': (compaction._compact_kernel, dict(BLOCK=1024), 'fp16'),
     'eval mask': (gumbel_mask._eval_mask_kernel, dict(GRID=11, BLOCK=1024), 'bf16'),
-    'sample masks': (sampling._sample_masks_kernel, dict(GRID=11, STOCHASTIC=True, BLOCK=1024), 'fp16'),
+    'sample masks': (
+        sampling._sample_masks_kernel,
+        dict(GRID=11, STOCHASTIC=True, GIVEN=False, BLOCK=1024),
+        'fp16',
+    ),
     'sample masks, deterministic': (
         sampling._sample_masks_kernel,
-        dict(GRID=0, STOCHASTIC=False, BLOCK=1024),
+        dict(GRID=0, STOCHASTIC=False, GIVEN=False, BLOCK=1024),
         'bf16',
+    ),
+    'sample masks, given': (
+        sampling._sample_masks_kernel,
+        dict(GRID=0, STOCHASTIC=False, GIVEN=True, BLOCK=1024),
+        'fp16',
     ),
     'tap sum': (tap_conv._tap_sum_kernel, dict(HAS_BIAS=True, BLOCK_P=64, BLOCK_C=32), 'fp16'),
 }

@@ -128,12 +128,15 @@ class _SparseMasks:
         the block's output grid (Tensor[B, 1, H/s, W/s])."""
         return self._sampled_masks(x, generator)[0]
 
-    def _sampled_masks(self, x, generator):
-        """-> (BlockMasks, positions): ``masks(x, generator)``, and in inference on the GPU path
-        (``sparse_exec.on_gpu_path``) both masks sampled and compacted by one kernel
+    def _sampled_masks(self, x, generator, given=None):
+        """-> (BlockMasks, positions): ``masks(x, generator)``, or with ``given`` = (mask1, mask2)
+        those with the probabilities of x. In inference on the GPU path (``sparse_exec.
+        on_gpu_path``) one kernel samples both masks (or takes the given ones) and compacts them
         (``sample_masks``; positions: its (indices1, indices2, counts, map1, map2)), else None."""
         if self.training or torch.is_grad_enabled() or not sparse_exec.on_gpu_path(x):
             p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
+            if given is not None:
+                return BlockMasks(*given, p1, p2), None
             mask1 = self._sample(p1, self.conv1_gumbel, generator)
             return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2), None
         taps, bias = tap_gemm(x, *_stacked(self.conv1_mask, self.conv2_mask))
@@ -145,15 +148,9 @@ class _SparseMasks:
             (self.conv1_mask.stride[0], self.conv2_mask.stride[0]),
             self.sampling == 'stochastic',
             generator,
+            given,
         )
-        return BlockMasks(mask1, mask2, p1, p2), tuple(positions)
-
-    def _block_masks(self, x, generator, given):
-        """-> (BlockMasks, positions or None): ``_sampled_masks(x, generator)``, or with ``given`` =
-        (mask1, mask2) those with the probabilities of x (and no positions)."""
-        if given is None:
-            return self._sampled_masks(x, generator)
-        return BlockMasks(*given, *mask_probs(x, self.conv1_mask, self.conv2_mask)), None
+        return BlockMasks(*(given or (mask1, mask2)), p1, p2), tuple(positions)
 
     def forward(self, x, generator=None, execution='dense', masks=None):
         owner = f'{type(self).__name__}.forward'
@@ -208,7 +205,7 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
 
     def _sampled_forward(self, x, generator, execution, given):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
-        masks, positions = self._block_masks(x, generator, given)
+        masks, positions = self._sampled_masks(x, generator, given)
         if execution == 'sparse' and not self.training:
             out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions)
             return out, masks.with_counts(counts)
@@ -264,7 +261,7 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
 
     def _sampled_forward(self, x, generator, execution, given):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
-        masks, _ = self._block_masks(x, generator, given)
+        masks, _ = self._sampled_masks(x, generator, given)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out))

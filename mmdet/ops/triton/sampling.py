@@ -4,7 +4,7 @@ Program (i, o) takes BLOCK positions of mask o (0: mask1 at stride s1, 1: mask2 
 1. the stride-s 3x3 conv from the taps (``tap_sum``'s rule, column 2 t + o holds tap t of mask
    o), + bias, rounded to the taps' dtype: the logit; p = sigmoid(logit), rounded likewise;
 2. the eval mask of p (``eval_mask``'s formula with noise u, or p >= 0.5 without noise), 1 on
-   the grid prior;
+   the grid prior; or the given mask (a mask provider's, e.g. the benchmark's);
 3. compaction: one ``atomic_add`` on mask o's counter reserves the block's rows, so the active
    positions land in ``indices`` in an unspecified order (ascending within a block; the blocks
    in the order they run) and ``row_map`` (position -> row, -1 where inactive) is written whole.
@@ -21,11 +21,10 @@ EPS = tl.constexpr(1e-8)
 
 
 @triton.jit
-def _mask_of(
-    taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, pos, ok, H, W, Ho, Wo, stride, temperature,
-    MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr,
+def _probability(
+    taps_ptr, taps_row, bias_ptr, pos, ok, H, W, Ho, Wo, stride, MASK: tl.constexpr,
 ):  # fmt: skip
-    """(p, mask) in float32, each rounded to the taps' dtype, at output positions ``pos``."""
+    """p = sigmoid(logit) in float32 at output positions ``pos``, logit and p rounded to the taps' dtype."""
     dtype = taps_ptr.dtype.element_ty
     b = pos // (Ho * Wo)
     yo = (pos % (Ho * Wo)) // Wo
@@ -38,7 +37,14 @@ def _mask_of(
         row = (b * H + yi) * W + xi
         acc += tl.load(taps_ptr + row * taps_row + 2 * tap + MASK, mask=inside, other=0).to(tl.float32)
     logit = acc.to(dtype).to(tl.float32)
-    p = tl.sigmoid(logit).to(dtype).to(tl.float32)
+    return tl.sigmoid(logit).to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _sampled(
+    p, u_ptr, u_stride, pos, ok, Ho, Wo, temperature, GRID: tl.constexpr, STOCHASTIC: tl.constexpr,
+):  # fmt: skip
+    """The eval mask (float32) of p at output positions ``pos``."""
     if STOCHASTIC:
         u_on = tl.load(u_ptr + pos, mask=ok, other=0.5)
         u_off = tl.load(u_ptr + u_stride + pos, mask=ok, other=0.5)
@@ -49,24 +55,28 @@ def _mask_of(
     else:
         mask = tl.where(p >= 0.5, 1.0, 0.0)
     if GRID > 0:
-        mask = tl.where((yo % GRID == 0) & (xo % GRID == 0), 1.0, mask)
-    return p, mask.to(dtype).to(tl.float32)
+        yo = (pos % (Ho * Wo)) // Wo
+        mask = tl.where((yo % GRID == 0) & ((pos % Wo) % GRID == 0), 1.0, mask)
+    return mask
 
 
 @triton.jit
 def _sample_and_compact(
-    taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, counter_ptr, p_ptr, mask_ptr, idx_ptr, map_ptr,
-    numel, H, W, Ho, Wo, stride, temperature,
-    MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr, BLOCK: tl.constexpr,
+    taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, given_ptr, counter_ptr, p_ptr, mask_ptr, idx_ptr,
+    map_ptr, numel, H, W, Ho, Wo, stride, temperature,
+    MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):  # fmt: skip
     pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = pos < numel
-    p, mask = _mask_of(
-        taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, pos, ok, H, W, Ho, Wo, stride, temperature,
-        MASK, GRID, STOCHASTIC,
-    )  # fmt: skip
+    p = _probability(taps_ptr, taps_row, bias_ptr, pos, ok, H, W, Ho, Wo, stride, MASK)
+    if GIVEN:
+        mask = tl.load(given_ptr + pos, mask=ok, other=0)
+    else:
+        mask = _sampled(p, u_ptr, u_stride, pos, ok, Ho, Wo, temperature, GRID, STOCHASTIC)
+    mask = mask.to(mask_ptr.dtype.element_ty)
     tl.store(p_ptr + pos, p.to(p_ptr.dtype.element_ty), mask=ok)
-    tl.store(mask_ptr + pos, mask.to(mask_ptr.dtype.element_ty), mask=ok)
+    tl.store(mask_ptr + pos, mask, mask=ok)
     active = (ok & (mask > 0)).to(tl.int32)
     start = tl.atomic_add(counter_ptr + MASK, tl.sum(active, axis=0))
     rows = start + tl.cumsum(active, axis=0) - active
@@ -76,10 +86,10 @@ def _sample_and_compact(
 
 @triton.jit
 def _sample_masks_kernel(
-    taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, counts_ptr,
+    taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, given1_ptr, given2_ptr, counts_ptr,
     p1_ptr, mask1_ptr, idx1_ptr, map1_ptr, p2_ptr, mask2_ptr, idx2_ptr, map2_ptr,
     B, H, W, H1, W1, H2, W2, stride1, stride2, temperature1, temperature2,
-    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, BLOCK: tl.constexpr,
+    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     n1 = B * H1 * W1
     n2 = B * H2 * W2
@@ -87,22 +97,27 @@ def _sample_masks_kernel(
     if tl.program_id(1) == 0:
         if start < n1:
             _sample_and_compact(
-                taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, counts_ptr, p1_ptr, mask1_ptr, idx1_ptr,
-                map1_ptr, n1, H, W, H1, W1, stride1, temperature1, 0, GRID, STOCHASTIC, BLOCK,
+                taps_ptr, taps_row, bias_ptr, u_ptr, u_stride, given1_ptr, counts_ptr, p1_ptr, mask1_ptr,
+                idx1_ptr, map1_ptr, n1, H, W, H1, W1, stride1, temperature1,
+                0, GRID, STOCHASTIC, GIVEN, BLOCK,
             )  # fmt: skip
     elif start < n2:
         _sample_and_compact(
-            taps_ptr, taps_row, bias_ptr, u_ptr + n1, u_stride, counts_ptr, p2_ptr, mask2_ptr, idx2_ptr,
-            map2_ptr, n2, H, W, H2, W2, stride2, temperature2, 1, GRID, STOCHASTIC, BLOCK,
+            taps_ptr, taps_row, bias_ptr, u_ptr + n1, u_stride, given2_ptr, counts_ptr, p2_ptr, mask2_ptr,
+            idx2_ptr, map2_ptr, n2, H, W, H2, W2, stride2, temperature2,
+            1, GRID, STOCHASTIC, GIVEN, BLOCK,
         )  # fmt: skip
 
 
-def sample_masks(taps, bias, u, temperature1, temperature2, grid_interval, stride1, stride2, stochastic):
+def sample_masks(
+    taps, bias, u, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
+):
     """Both eval masks of a block and their compaction (``mmdet.ops.gumbel_mask.sample_masks``).
 
     taps: [B, H, W, 18] (the mask-tap GEMM, rows of any stride); bias: float32 [2]; u: float32
     [2, n1 + n2] noise (n_o = B * ceil(H / s_o) * ceil(W / s_o); mask1's first) or, without
-    ``stochastic``, unused. Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1,
+    ``stochastic``, unused; given1, given2: None, or masks [B, 1, h_o, w_o] taken instead of
+    sampling (p is still computed). Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1,
     map2): p and masks [B, 1, h_o, w_o] in taps' dtype; indices_o int32 [n_o], the first
     counts[o] entries mask o's active positions in an unspecified order; counts int32 [2];
     map_o int32 [n_o], the row of each position in indices_o, -1 where inactive.
@@ -118,12 +133,14 @@ def sample_masks(taps, bias, u, temperature1, temperature2, grid_interval, strid
     counts = torch.zeros(2, dtype=torch.int32, device=taps.device)
     blocks = triton.cdiv(max(p1.numel(), p2.numel()), BLOCK)
     if blocks:
-        u = u if stochastic else counts  # unread
+        given = given1 is not None
+        u = u if stochastic else counts  # pointers never read
+        given1, given2 = (given1.contiguous(), given2.contiguous()) if given else (counts, counts)
         _sample_masks_kernel[(blocks, 2)](
-            taps, taps.stride(2), bias, u, u.stride(0) if stochastic else 0, counts,
+            taps, taps.stride(2), bias, u, u.stride(0) if stochastic else 0, given1, given2, counts,
             p1, mask1, idx1, map1, p2, mask2, idx2, map2,
             batch, height, width, *shapes[0], *shapes[1], stride1, stride2,
             float(temperature1), float(temperature2),
-            GRID=grid_interval, STOCHASTIC=bool(stochastic), BLOCK=BLOCK,
+            GRID=grid_interval, STOCHASTIC=bool(stochastic) and not given, GIVEN=given, BLOCK=BLOCK,
         )  # fmt: skip
     return p1, mask1, p2, mask2, idx1, idx2, counts, map1, map2
