@@ -107,9 +107,11 @@ def sample_masks(
             f'{[_describe(m) for m in given] if isinstance(given, tuple | list) else _describe(given)}'
         )
     stochastic = bool(stochastic) and given is None
-    numel = sum(math.prod(shape) for shape in shapes) if stochastic else 0
-    rng = {} if generator is None else {'generator': generator}
-    u = torch.rand((2, numel), device=taps.device, dtype=torch.float32, **rng)
+    u = taps.new_empty((2, 0), dtype=torch.float32)  # no noise to draw
+    if stochastic:
+        numel = sum(math.prod(shape) for shape in shapes)
+        rng = {} if generator is None else {'generator': generator}
+        u = torch.rand((2, numel), device=taps.device, dtype=torch.float32, **rng)
     args = (*map(float, temperatures), grid_interval or 0, *strides, stochastic)
     return library.call('sample_masks', taps, bias, u, *(given or (None, None)), *args)
 

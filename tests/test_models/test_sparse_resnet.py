@@ -162,6 +162,17 @@ def test_mask_density_container():
         density.update(0, full, quarter)
     with pytest.raises(ValueError, match='num_blocks'):
         MaskDensity(0)
+    at_once = MaskDensity(2)  # one forward's blocks in one call: the same sums as block by block
+    at_once.update_all(
+        [
+            (full, empty, None),
+            (full, torch.zeros(1, 1, 4, 4), (torch.tensor([16]), torch.tensor([16], dtype=torch.int32))),
+        ]
+    )
+    at_once.update_all([(torch.cat([empty, empty]), torch.ones(2, 1, 2, 2), None), (quarter, quarter, None)])
+    assert at_once.per_block() == [pytest.approx((1 / 3, 2 / 3)), pytest.approx((0.5, 0.5))]
+    with pytest.raises(ValueError, match='2 records'):
+        at_once.update_all([(full, full, None)])
 
 
 def test_sparse_loss_value():

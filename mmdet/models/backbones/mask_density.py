@@ -7,7 +7,8 @@ import torch.distributed as dist
 class MaskDensity:
     """Sums of per-image densities (mean of the binary mask) of both masks of every block.
 
-    ``update(block, mask1, mask2, counts=None)`` records one batch for one block (masks
+    ``update(block, mask1, mask2, counts=None)`` records one batch for one block, ``update_all``
+    one batch for every block at once (masks
     ``Tensor[B, 1, h, w]``, a position counts as sampled where mask > 0; ``counts``: the two
     masks' numbers of sampled positions over the batch where already known, e.g. the int32 [1]
     counts of ``active_positions``, so that they need not be counted again); ``per_block()``
@@ -28,19 +29,41 @@ class MaskDensity:
     def update(self, block, mask1, mask2, counts=None):
         if not 0 <= block < self.num_blocks:
             raise IndexError(f'MaskDensity.update: block must be in [0, {self.num_blocks}), got {block}')
-        for name, mask in (('mask1', mask1), ('mask2', mask2)):
-            if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[1] != 1:
-                shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-                raise ValueError(f'MaskDensity.update: {name} must be a Tensor[B, 1, h, w], got {shape}')
-        if mask1.shape[0] != mask2.shape[0]:
-            raise ValueError(f'MaskDensity.update: batch sizes differ ({mask1.shape[0]} vs {mask2.shape[0]})')
-        self.sums = self.sums.to(mask1.device)
-        self.counts = self.counts.to(mask1.device)
+        self._accumulate(slice(block, block + 1), [(mask1, mask2, counts)], 'update')
+
+    def update_all(self, records):
+        """``update`` of every block at once, for one forward: records [(mask1, mask2, counts)], one
+        per block in block order. A handful of kernels in all (on the GPU ~4 per block otherwise)."""
+        if len(records) != self.num_blocks:
+            raise ValueError(
+                f'MaskDensity.update_all: expected {self.num_blocks} records, got {len(records)}'
+            )
+        self._accumulate(slice(None), records, 'update_all')
+
+    def _accumulate(self, rows, records, owner):
+        """Adds records [(mask1, mask2, counts)] to the blocks ``rows`` (a slice) of the sums."""
+        for mask1, mask2, _ in records:
+            for name, mask in (('mask1', mask1), ('mask2', mask2)):
+                if not isinstance(mask, torch.Tensor) or mask.dim() != 4 or mask.shape[1] != 1:
+                    shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+                    raise ValueError(f'MaskDensity.{owner}: {name} must be a Tensor[B, 1, h, w], got {shape}')
+            if mask1.shape[0] != mask2.shape[0]:
+                raise ValueError(
+                    f'MaskDensity.{owner}: batch sizes differ ({mask1.shape[0]} vs {mask2.shape[0]})'
+                )
+        device = records[0][0].device
+        self.sums = self.sums.to(device)
+        self.counts = self.counts.to(device)
+        masks = [
+            (mask, None if counts is None else counts[i])
+            for *pair, counts in records
+            for i, mask in enumerate(pair)
+        ]
         with torch.no_grad():  # per image: sampled / h w, so the batch adds (all sampled) / h w
-            for i, mask in enumerate((mask1, mask2)):
-                sampled = torch.count_nonzero(mask) if counts is None else counts[i]
-                self.sums[block, i].add_(sampled.squeeze(), alpha=1 / mask[0].numel())
-            self.counts[block] += mask1.shape[0]
+            sampled = torch.cat([(torch.count_nonzero(m) if c is None else c).reshape(1) for m, c in masks])
+            scale = torch.tensor([1 / m[0].numel() for m, _ in masks], dtype=torch.float64).to(device)
+            self.sums[rows].view(-1).addcmul_(sampled.to(torch.float64), scale)
+            self.counts[rows] += records[0][0].shape[0]
 
     def all_reduce(self):
         """Sum the accumulators over all ranks (no-op without an initialised process group)."""

@@ -418,21 +418,20 @@ class SparseResNet(ResNet):
         generator = self.sampling_generator(x.device)
         execution = self.execution_on(x.device)
         x = self.stem(x)
-        outs, loss_terms, index = [], [], 0
+        outs, records, index = [], [], 0
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):
                 masks = None if self._mask_provider is None else self._mask_provider(index, block, x)
                 x = block(x, generator, execution, masks)
-                last = block.last
-                if self.training:
-                    loss_terms.append(0.25 * last.p1.mean() + 0.75 * last.p2.mean())
-                else:
-                    self.density.update(index, last.mask1, last.mask2, counts=last.counts)
+                records.append(block.last)
                 index += 1
             if i in self.out_indices:
                 outs.append(x)
         if self.training:
+            loss_terms = [0.25 * last.p1.mean() + 0.75 * last.p2.mean() for last in records]
             self._sparse_loss = self.sparse_loss_weight / len(loss_terms) * torch.stack(loss_terms).sum()
+        else:
+            self.density.update_all([(last.mask1, last.mask2, last.counts) for last in records])
         return tuple(outs)
 
     def extra_losses(self):
