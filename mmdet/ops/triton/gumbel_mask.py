@@ -9,6 +9,15 @@ EPS = tl.constexpr(1e-8)
 
 
 @triton.jit
+def eval_decision(p, u_on, u_off, temperature):
+    """soft * (soft >= 0.5) in float32 for probabilities p and the two classes' uniform noise."""
+    logit_on = tl.log(p + EPS) - tl.log(-tl.log(u_on + EPS) + EPS)
+    logit_off = tl.log(1 - p + EPS) - tl.log(-tl.log(u_off + EPS) + EPS)
+    soft = tl.sigmoid((logit_on - logit_off) / (temperature + EPS))
+    return tl.where(soft >= 0.5, soft, 0.0)
+
+
+@triton.jit
 def _eval_mask_kernel(
     p_ptr, u_ptr, out_ptr, numel, H, W, temperature, GRID: tl.constexpr, BLOCK: tl.constexpr
 ):
@@ -17,10 +26,7 @@ def _eval_mask_kernel(
     p = tl.load(p_ptr + offs, mask=ok, other=0.5).to(tl.float32)
     u_on = tl.load(u_ptr + offs, mask=ok, other=0.5)
     u_off = tl.load(u_ptr + numel + offs, mask=ok, other=0.5)
-    logit_on = tl.log(p + EPS) - tl.log(-tl.log(u_on + EPS) + EPS)
-    logit_off = tl.log(1 - p + EPS) - tl.log(-tl.log(u_off + EPS) + EPS)
-    soft = tl.sigmoid((logit_on - logit_off) / (temperature + EPS))
-    mask = tl.where(soft >= 0.5, soft, 0.0)
+    mask = eval_decision(p, u_on, u_off, temperature)
     if GRID > 0:
         y = (offs % (H * W)) // W
         x = offs % W

@@ -16,8 +16,9 @@ import torch
 import triton
 import triton.language as tl
 
+from .gumbel_mask import eval_decision
+
 BLOCK = 1024
-EPS = tl.constexpr(1e-8)
 
 
 @triton.jit
@@ -48,10 +49,7 @@ def _sampled(
     if STOCHASTIC:
         u_on = tl.load(u_ptr + pos, mask=ok, other=0.5)
         u_off = tl.load(u_ptr + u_stride + pos, mask=ok, other=0.5)
-        logit_on = tl.log(p + EPS) - tl.log(-tl.log(u_on + EPS) + EPS)
-        logit_off = tl.log(1 - p + EPS) - tl.log(-tl.log(u_off + EPS) + EPS)
-        soft = tl.sigmoid((logit_on - logit_off) / (temperature + EPS))
-        mask = tl.where(soft >= 0.5, soft, 0.0)
+        mask = eval_decision(p, u_on, u_off, temperature)
     else:
         mask = tl.where(p >= 0.5, 1.0, 0.0)
     if GRID > 0:
