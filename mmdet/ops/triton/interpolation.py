@@ -5,8 +5,8 @@ out = m * f + (1 - m) * sum_q G(q - p) m_q f_q / (sum_q G(q - p) m_q + 1e-5), th
 exp(-sigma^2 d^2 / 2). One kernel: a program gathers the k x k window of a [BLOCK_P positions,
 BLOCK_C channels] tile of the channels-last output through the position -> row map (-1 where
 inactive) and applies the epilogue, all sums in float32. The window's rows repeat across the
-tile's neighbouring positions, so most of its k^2 gathers hit the cache; one pass writes no
-intermediate map and needs one launch (a separable row pass + column pass needs two and a
+tile's neighbouring positions, so most of its k^2 gathers should hit the cache; one pass writes
+no intermediate map and needs one launch (a separable row pass + column pass needs two and a
 dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
 count) with one scatter kernel whose programs past ``count`` return at once, so nothing syncs
 with the host; ``mapped_interpolate`` takes the map ``sample_masks`` wrote.
