@@ -10,9 +10,9 @@ dense-masked block output, positions with no sampled neighbour included.
 On the GPU path both masks come sampled and compacted by one kernel (``sample_masks``, with the
 maps the interpolations read), and the last two steps run the other way round (the
 dense-masked order): the interpolation fills conv2's P channels and conv3 runs densely with
-bias, identity and ReLU fused (``pointwise_conv``). There the interpolation is bound by memory traffic, and filling
-4P channels cost 5-7x a dense 1x1 conv (docs/benchmarks.md), while conv3's FLOPs are cheap;
-the GFLOPs counter still counts conv3 at mask2's density.
+bias, identity and ReLU fused (``pointwise_conv``). There the interpolation is bound by memory
+traffic, and filling 4P channels cost 5-7x a dense 1x1 conv (docs/benchmarks.md), while
+conv3's FLOPs are cheap; the GFLOPs counter still counts conv3 at mask2's density.
 
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
 densely (channels-last conv, then its rows are picked). The offset conv (3x3, Cin -> 18) runs on
