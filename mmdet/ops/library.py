@@ -46,7 +46,8 @@ BACKENDS = {
     'tap_sum': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
     # the GPU path's interpolation, positions given by sample_masks' map (on the CPU for tests only)
     'mapped_interpolate': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
-    # CPU only: on CUDA the offset conv runs densely (sparse_exec._offset_rows)
+    # CPU only: on the GPU path the deformable conv sums its offsets from their tap GEMM
+    # (sparse_deform_conv_taps)
     'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
     'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'eval_mask': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
