@@ -41,8 +41,8 @@ def test_opcheck(backend, op):
         if library.backend(op, device) != backend[1]:
             pytest.skip(f'{backend[1]} does not serve {op} on {device}')
         cases = CASES[op].items()
-        if INTERPRETED:  # the interpreter is slow: one case of each kind
-            cases = list(cases)[:: max(len(cases) // 4, 1)]
+        if INTERPRETED:  # the interpreter is slow: two cases (the kernels' tests cover the rest)
+            cases = list(cases)[:: max(len(cases) // 2, 1)][:2]
         for name, case in cases:
             args = case(device, torch.float32)
             checks = CHECKS if _all_rows_defined(op, args, backend[1]) else CHECKS[:2]

@@ -419,7 +419,7 @@ def test_launch_budget_of_a_sparse_backbone_forward_on_the_gpu_path(monkeypatch)
     cfg = dict(type='SparseResNet', depth=50, sparse_loss_weight=0.1, execution='sparse', base_channels=8)
     model = build_backbone(dict(cfg, dcn=dcn, stage_with_dcn=(False, True, True, True))).eval()
     model = model.fold_batchnorms().to(memory_format=torch.channels_last)  # as the benchmark runs it
-    x = torch.randn(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     launches, aten = _launches_on_the_gpu_path(monkeypatch, lambda: model(x))
     assert all(block.last.counts is not None for block in model.sparse_blocks())
     assert len(launches) + len(aten) <= FORWARD_LAUNCH_BUDGET, (sorted(launches), sorted(aten))

@@ -3,10 +3,10 @@
 out = m * f + (1 - m) * sum_q G(q - p) m_q f_q / (sum_q G(q - p) m_q + 1e-5), then + bias,
 + residual, ReLU (paper.md), G(dy, dx) = g(dy) g(dx) with g(d) = sigma / sqrt(2 pi) *
 exp(-sigma^2 d^2 / 2). One kernel: a program gathers the k x k window of a [BLOCK_P positions,
-BLOCK_C channels] tile of the channels-last output through the position -> row map (-1 where
-inactive) and applies the epilogue, all sums in float32. The window's rows repeat across the
-tile's neighbouring positions, so most of its k^2 gathers should hit the cache; one pass writes
-no intermediate map and needs one launch (a separable row pass + column pass needs two and a
+BLOCK_C channels] tile of the channels-last output (its positions a BLOCK_P / 8 x 8 patch of one
+image) through the position -> row map (-1 where inactive) and applies the epilogue, all sums in
+float32. The windows of a patch overlap, so most of its k^2 gathers should hit the cache; one
+pass writes no intermediate map and needs one launch (a separable row pass + column pass needs two and a
 dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
 count) with one scatter kernel whose programs past ``count`` return at once, so nothing syncs
 with the host; ``mapped_interpolate`` takes the map ``sample_masks`` wrote.
@@ -19,6 +19,7 @@ import triton.language as tl
 from ._common import autotune_enabled
 
 SCATTER_BLOCK = 1024
+TILE_W = tl.constexpr(8)  # the width of a program's tile of positions (its height: BLOCK_P / 8)
 
 
 @triton.jit
@@ -52,15 +53,20 @@ def _gauss_1d(sigma_ptr, sigma_value, d, SIGMA_PTR: tl.constexpr):
 @triton.jit
 def _interpolate_kernel(
     rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, bias_ptr, res_ptr, out_ptr,
-    numel, H, W, C, smb, smh, smw, srb, src, srh, srw,
+    H, W, C, smb, smh, smw, srb, src, srh, srw,
     KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
     RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pos_ok = pos < numel
-    b = pos // (H * W)
-    y = (pos % (H * W)) // W
-    x = pos % W
+    # a program's BLOCK_P positions: a (BLOCK_P / TILE_W) x TILE_W tile of one image
+    tiles_w = tl.cdiv(W, TILE_W)
+    tiles = tl.cdiv(H, BLOCK_P // TILE_W) * tiles_w
+    b = tl.program_id(0) // tiles
+    tile = tl.program_id(0) % tiles
+    i = tl.arange(0, BLOCK_P)
+    y = (tile // tiles_w) * (BLOCK_P // TILE_W) + i // TILE_W
+    x = (tile % tiles_w) * TILE_W + i % TILE_W
+    pos_ok = (y < H) & (x < W)
+    pos = (b * H + y) * W + x
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     chan_ok = chans < C
     tile_ok = pos_ok[:, None] & chan_ok[None, :]
@@ -117,7 +123,7 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
     """``sparse_interpolate`` with the positions given by their map: row_map int32 [B*H*W], the
     row of rows at each position of mask, -1 where mask is 0."""
     batch, _, height, width = mask.shape
-    numel, channels = batch * height * width, rows.shape[1]
+    channels = rows.shape[1]
     sigma_is_tensor = isinstance(sigma, torch.Tensor)
     out = torch.empty(
         (batch, channels, height, width),
@@ -129,7 +135,8 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
         return out
 
     def grid(meta):
-        return triton.cdiv(numel, meta['BLOCK_P']), triton.cdiv(channels, meta['BLOCK_C'])
+        tiles = triton.cdiv(height, meta['BLOCK_P'] // TILE_W.value) * triton.cdiv(width, TILE_W.value)
+        return batch * tiles, triton.cdiv(channels, meta['BLOCK_C'])
 
     rows = rows.contiguous()
     sigma_ptr = sigma.reshape(1) if sigma_is_tensor else row_map  # a pointer never read
@@ -139,7 +146,7 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
         out if bias is None else bias.contiguous(),
         out if residual is None else residual,
         out,
-        numel, height, width, channels, mask.stride(0), mask.stride(2), mask.stride(3),
+        height, width, channels, mask.stride(0), mask.stride(2), mask.stride(3),
         *(residual.stride() if residual is not None else (0, 0, 0, 0)),
         KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         RELU=bool(relu),
