@@ -51,3 +51,13 @@ def check_mask(name, mask, device=None):
 def same_dtype(name, t, like):
     if t.dtype != like.dtype:
         raise TypeError(f'{name} must have the dtype of the feature map ({like.dtype}), got {t.dtype}')
+
+
+def rows_of_one_stride(t) -> bool:
+    """Whether a [B, H, W, C] tensor's pixels are rows of one stride, channels contiguous (a GEMM's
+    output, or a column slice of one), as the tap-GEMM readers index it."""
+    return (
+        t.stride(3) == 1
+        and t.stride(1) == t.shape[2] * t.stride(2)
+        and t.stride(0) == t.shape[1] * t.stride(1)
+    )

@@ -12,6 +12,7 @@ import math
 import torch
 
 from . import library
+from .checks import rows_of_one_stride
 
 EPS = 1e-8
 
@@ -81,9 +82,7 @@ def sample_masks(
         or taps.dim() != 4
         or taps.shape[3] != 18
         or not taps.is_floating_point()
-        or taps.stride(3) != 1
-        or taps.stride(1) != taps.shape[2] * taps.stride(2)
-        or taps.stride(0) != taps.shape[1] * taps.stride(1)
+        or not rows_of_one_stride(taps)
     ):
         raise ValueError(
             f'sample_masks: expected floating taps [B, H, W, 18], rows of one stride, got {_describe(taps)}'

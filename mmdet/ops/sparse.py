@@ -9,7 +9,15 @@ import math
 import torch
 
 from . import library
-from .checks import check_int, check_mask, check_optional, check_positions, check_tensor, same_dtype
+from .checks import (
+    check_int,
+    check_mask,
+    check_optional,
+    check_positions,
+    check_tensor,
+    rows_of_one_stride,
+    same_dtype,
+)
 
 
 def _conv_out(size: int, k: int, stride: int, padding: int, dilation: int) -> int:
@@ -95,9 +103,7 @@ def sparse_deform_conv_taps(
         taps.shape[0] != x.shape[0]
         or taps.shape[3] != 9 * n_off
         or [-(-taps.shape[i] // offset_stride) for i in (1, 2)] != grid
-        or taps.stride(3) != 1
-        or taps.stride(1) != taps.shape[2] * taps.stride(2)
-        or taps.stride(0) != taps.shape[1] * taps.stride(1)
+        or not rows_of_one_stride(taps)
     ):
         raise ValueError(
             f'taps must have shape [{x.shape[0]}, Ht, Wt, {9 * n_off}] with rows of one stride and '

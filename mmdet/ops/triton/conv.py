@@ -17,6 +17,7 @@ import triton.language as tl
 
 from ..cache import cached
 from ._common import autotune_enabled, block_size
+from .tap_conv import tap_sum_at
 
 
 def _configs():
@@ -161,15 +162,8 @@ def _offset_from_taps(
     """(dy, dx) float32 of deformable tap ``tap`` at output (b, yo, xo): the offset conv (3x3,
     padding 1, stride ``stride``, N_OFF outputs) summed from its tap GEMM [B, Ht, Wt, 9 N_OFF]
     (``mmdet.ops.tap_conv``'s layout, rows ``row_stride`` apart), + bias."""
-    dy = tl.zeros(yo.shape, dtype=tl.float32)
-    dx = tl.zeros(yo.shape, dtype=tl.float32)
-    for t in tl.static_range(9):
-        yi = yo * stride - 1 + t // 3
-        xi = xo * stride - 1 + t % 3
-        ok = row_ok & (yi >= 0) & (yi < Ht) & (xi >= 0) & (xi < Wt)
-        ptrs = taps_ptr + ((b * Ht + yi) * Wt + xi) * row_stride + t * N_OFF + 2 * tap
-        dy += tl.load(ptrs, mask=ok, other=0).to(tl.float32)
-        dx += tl.load(ptrs + 1, mask=ok, other=0).to(tl.float32)
+    dy = tap_sum_at(taps_ptr, row_stride, N_OFF, 2 * tap, b, yo, xo, row_ok, Ht, Wt, stride)
+    dx = tap_sum_at(taps_ptr, row_stride, N_OFF, 2 * tap + 1, b, yo, xo, row_ok, Ht, Wt, stride)
     if HAS_BIAS:
         dy += tl.load(bias_ptr + 2 * tap)
         dx += tl.load(bias_ptr + 2 * tap + 1)

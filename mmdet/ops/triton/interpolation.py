@@ -6,8 +6,8 @@ exp(-sigma^2 d^2 / 2). One kernel: a program gathers the k x k window of a [BLOC
 BLOCK_C channels] tile of the channels-last output (its positions a BLOCK_P / 8 x 8 patch of one
 image) through the position -> row map (-1 where inactive) and applies the epilogue, all sums in
 float32. The windows of a patch overlap, so most of its k^2 gathers should hit the cache; one
-pass writes no intermediate map and needs one launch (a separable row pass + column pass needs two and a
-dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
+pass writes no intermediate buffer and needs one launch (a separable row pass + column pass
+needs two and a dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
 count) with one scatter kernel whose programs past ``count`` return at once, so nothing syncs
 with the host; ``mapped_interpolate`` takes the map ``sample_masks`` wrote.
 """

@@ -17,6 +17,7 @@ import triton
 import triton.language as tl
 
 from .gumbel_mask import eval_decision
+from .tap_conv import tap_sum_at
 
 BLOCK = 1024
 
@@ -30,14 +31,8 @@ def _probability(
     b = pos // (Ho * Wo)
     yo = (pos % (Ho * Wo)) // Wo
     xo = pos % Wo
-    acc = tl.load(bias_ptr + MASK).to(tl.float32) + tl.zeros(pos.shape, dtype=tl.float32)
-    for tap in tl.static_range(9):
-        yi = yo * stride - 1 + tap // 3
-        xi = xo * stride - 1 + tap % 3
-        inside = ok & (yi >= 0) & (yi < H) & (xi >= 0) & (xi < W)
-        row = (b * H + yi) * W + xi
-        acc += tl.load(taps_ptr + row * taps_row + 2 * tap + MASK, mask=inside, other=0).to(tl.float32)
-    logit = acc.to(dtype).to(tl.float32)
+    acc = tap_sum_at(taps_ptr, taps_row, 2, MASK, b, yo, xo, ok, H, W, stride)
+    logit = (acc + tl.load(bias_ptr + MASK).to(tl.float32)).to(dtype).to(tl.float32)
     return tl.sigmoid(logit).to(dtype).to(tl.float32)
 
 

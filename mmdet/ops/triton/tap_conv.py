@@ -16,6 +16,28 @@ MAX_CHANNELS = 256  # one program holds all outputs of its positions
 
 
 @triton.jit
+def _tap(taps_ptr, row_stride, n_out, out, b, yo, xo, ok, H, W, stride, TAP: tl.constexpr):
+    """Tap TAP = 3 i + j of output ``out`` for conv output (b, yo, xo): the GEMM row at input
+    (stride yo - 1 + i, stride xo - 1 + j), column TAP n_out + out; 0 outside the map."""
+    yi = yo * stride - 1 + TAP // 3
+    xi = xo * stride - 1 + TAP % 3
+    inside = ok & (yi >= 0) & (yi < H) & (xi >= 0) & (xi < W)
+    row = (b * H + yi) * W + xi
+    return tl.load(taps_ptr + row * row_stride + TAP * n_out + out, mask=inside, other=0).to(tl.float32)
+
+
+@triton.jit
+def tap_sum_at(taps_ptr, row_stride, n_out, out, b, yo, xo, ok, H, W, stride):
+    """The stride-s, padding-1 3x3 conv's output ``out`` at (b, yo, xo) in float32, summed from its
+    tap GEMM [B, H, W, >= 9 n_out] (rows ``row_stride`` apart): the shared rule of every tap sum.
+    The index arguments broadcast (e.g. positions [P, 1] against outputs [1, C])."""
+    acc = _tap(taps_ptr, row_stride, n_out, out, b, yo, xo, ok, H, W, stride, 0)
+    for t in tl.static_range(1, 9):
+        acc += _tap(taps_ptr, row_stride, n_out, out, b, yo, xo, ok, H, W, stride, t)
+    return acc
+
+
+@triton.jit
 def _tap_sum_kernel(
     taps_ptr, bias_ptr, out_ptr, numel, H, W, Ho, Wo, C, stride,
     HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -27,14 +49,8 @@ def _tap_sum_kernel(
     xo = pos % Wo
     cs = tl.arange(0, BLOCK_C)
     c_ok = cs < C
-    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-    for tap in tl.static_range(9):
-        yi = yo * stride - 1 + tap // 3
-        xi = xo * stride - 1 + tap % 3
-        ok = pos_ok & (yi >= 0) & (yi < H) & (xi >= 0) & (xi < W)
-        row = (b * H + yi) * W + xi
-        ptrs = taps_ptr + row[:, None] * (9 * C) + tap * C + cs[None, :]
-        acc += tl.load(ptrs, mask=ok[:, None] & c_ok[None, :], other=0).to(tl.float32)
+    ok = pos_ok[:, None] & c_ok[None, :]
+    acc = tap_sum_at(taps_ptr, 9 * C, C, cs[None, :], b[:, None], yo[:, None], xo[:, None], ok, H, W, stride)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cs, mask=c_ok, other=0)[None, :]
     tl.store(
