@@ -7,7 +7,7 @@ SparseResNet forward); ``eval_mask`` runs it as the op ``torch.ops.sai.eval_mask
 kernel on CUDA, one vectorised compiled pass on the CPU (``mmdet.ops.library`` has the backends).
 """
 
-import math
+from typing import NamedTuple
 
 import torch
 
@@ -15,6 +15,11 @@ from . import library
 from .checks import rows_of_one_stride
 
 EPS = 1e-8
+# The fused sampling's noise (``uniform_noise``): a counter-based hash, so that the kernel draws
+# each position's noise itself and the reference recomputes it exactly. Its 32-bit mixing step is
+# Wellons' "lowbias32" (xor-shift 16, multiply, xor-shift 15, multiply, xor-shift 16).
+MIX_MULTIPLIERS = (0x7FEB352D, 0x846CA68B)
+MIX_SHIFTS = (16, 15, 16)
 
 
 def grid_prior(height, width, interval, device):
@@ -31,6 +36,45 @@ def gumbel_soft(p: torch.Tensor, u: torch.Tensor, temperature) -> torch.Tensor:
     logit_on = torch.log(p + EPS) + g[0]
     logit_off = torch.log(1 - p + EPS) + g[1]
     return torch.sigmoid((logit_on - logit_off) / (temperature + EPS))
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """The noise hash's mixing step on int64 Tensor[...] holding uint32 values (the products
+    taken modulo 2^32 in two halves, so that no int64 overflows)."""
+    for shift, multiplier in zip(MIX_SHIFTS, (*MIX_MULTIPLIERS, None)):
+        x = x ^ (x >> shift)
+        if multiplier is not None:
+            low = x * (multiplier & 0xFFFF)
+            high = ((x * (multiplier >> 16)) & 0xFFFF) << 16
+            x = (low + high) & 0xFFFFFFFF
+    return x
+
+
+def uniform_noise(seed: torch.Tensor, numel: int) -> torch.Tensor:
+    """The fused sampling's uniform noise: float32 Tensor[numel] in [0, 1), entry i =
+    (mix32(mix32(i) ^ mix32(seed)) >> 8) / 2^24 for seed: int32 Tensor[1] (>= 0). The Triton
+    kernel computes the same numbers (``mmdet.ops.triton.gumbel_mask.uniform``)."""
+    key = mix32(seed.to(torch.int64))
+    index = torch.arange(numel, dtype=torch.int64, device=seed.device)
+    return (mix32(mix32(index) ^ key) >> 8).to(torch.float32) * 2.0**-24
+
+
+class SamplingDraw(NamedTuple):
+    """One block's device state for ``sample_masks``: seed, int32 Tensor[1], of its noise
+    (``uniform_noise``); counts, int32 Tensor[2], zero before the sampling, which adds the numbers
+    of active positions of mask1 and mask2 to them."""
+
+    seed: torch.Tensor
+    counts: torch.Tensor
+
+
+def sampling_draws(num_blocks: int, device, generator: torch.Generator | None = None) -> list[SamplingDraw]:
+    """The draws of ``num_blocks`` blocks (one forward) in two launches: the seeds from ``generator``
+    (None: the global RNG) and the zeroed counters, each block's a view of them."""
+    rng = {} if generator is None else {'generator': generator}
+    seeds = torch.randint(2**31 - 1, (num_blocks, 1), dtype=torch.int32, device=device, **rng)
+    counts = torch.zeros(num_blocks, 2, dtype=torch.int32, device=device)
+    return [SamplingDraw(seed, count) for seed, count in zip(seeds, counts)]
 
 
 def eval_mask(
@@ -57,25 +101,26 @@ def sample_masks(
     temperatures: tuple[float, float],
     grid_interval: int | None,
     strides: tuple[int, int],
-    stochastic: bool = True,
-    generator: torch.Generator | None = None,
+    stochastic: bool,
+    draw: SamplingDraw,
     given: tuple[torch.Tensor, torch.Tensor] | None = None,
 ):
     """Both eval masks of a block from the tap GEMM of its two 3x3 mask convs, and their compaction
-    (the GPU path: one kernel instead of a tap sum, a sigmoid, two ``eval_mask`` and two
+    (the GPU path: one kernel instead of a tap sum, a sigmoid, noise, two ``eval_mask`` and two
     compactions).
 
     taps: Tensor[B, H, W, 18] (column 2 t + o holds tap t = 3 i + j of mask conv o, as
     ``mmdet.ops.tap_conv``; its rows may be wider, e.g. a slice of a larger GEMM); bias: float32
     Tensor[2]; temperatures: each mask's T; grid_interval: the grid prior's k (None: none); strides:
     (s1, s2), mask o on the grid [B, 1, h_o, w_o] = ceil(H / s_o) x ceil(W / s_o); stochastic:
-    Gumbel noise u ~ U(0, 1) drawn from ``generator`` (None: the global RNG) as one float32
-    Tensor[2, n1 + n2] (n_o = B h_o w_o, mask1's first), else mask = p >= 0.5; given: None, or
-    (mask1, mask2) taken instead of sampling (no noise drawn; p still computed, the masks compacted).
-    Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2): p_o = sigmoid(logit)
-    and mask_o (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype; indices_o int32 [n_o], its
-    first counts[o] entries the positions with mask_o > 0, each once, in an unspecified order;
-    counts int32 [2]; map_o int32 [n_o], each position's entry in indices_o, -1 where mask_o is 0.
+    Gumbel noise u = ``uniform_noise(draw.seed, 2 (n1 + n2))`` viewed as [2, n1 + n2] (n_o = B h_o
+    w_o, mask1's first), else mask = p >= 0.5; draw: the block's ``SamplingDraw`` (its counts zero,
+    on taps' device); given: None, or (mask1, mask2) taken instead of sampling (p still computed,
+    the masks compacted). Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2):
+    p_o = sigmoid(logit) and mask_o (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype;
+    indices_o int32 [n_o], its first counts[o] entries the positions with mask_o > 0, each once, in
+    an unspecified order; counts: draw.counts, now holding them; map_o int32 [n_o], each position's
+    entry in indices_o, -1 where mask_o is 0.
     """
     if (
         not isinstance(taps, torch.Tensor)
@@ -87,14 +132,18 @@ def sample_masks(
         raise ValueError(
             f'sample_masks: expected floating taps [B, H, W, 18], rows of one stride, got {_describe(taps)}'
         )
-    if not isinstance(bias, torch.Tensor) or bias.shape != (2,) or bias.dtype != torch.float32:
-        raise ValueError(f'sample_masks: expected a float32 bias [2], got {_describe(bias)}')
-    if bias.device != taps.device:
-        raise ValueError(f'sample_masks: expected bias on {taps.device} (like taps), got {bias.device}')
     if grid_interval is not None and (not isinstance(grid_interval, int) or grid_interval < 1):
         raise ValueError(
             f'sample_masks: expected grid_interval None or a positive int, got {grid_interval!r}'
         )
+    expected = {'bias': ((2,), torch.float32), 'seed': ((1,), torch.int32), 'counts': ((2,), torch.int32)}
+    seed, counts = draw if isinstance(draw, tuple) and len(draw) == 2 else (None, None)
+    for name, t in (('bias', bias), ('seed', seed), ('counts', counts)):
+        shape, dtype = expected[name]
+        if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != dtype or t.device != taps.device:
+            raise ValueError(
+                f'sample_masks: expected {name} {dtype} {shape} on {taps.device}, got {_describe(t)}'
+            )
     shapes = [(taps.shape[0], 1, -(-taps.shape[1] // s), -(-taps.shape[2] // s)) for s in strides]
     if given is not None and not (
         len(given) == 2
@@ -105,14 +154,11 @@ def sample_masks(
             f'sample_masks: expected given masks of shapes {shapes} on {taps.device}, got '
             f'{[_describe(m) for m in given] if isinstance(given, tuple | list) else _describe(given)}'
         )
-    stochastic = bool(stochastic) and given is None
-    u = taps.new_empty((2, 0), dtype=torch.float32)  # no noise to draw
-    if stochastic:
-        numel = sum(math.prod(shape) for shape in shapes)
-        rng = {} if generator is None else {'generator': generator}
-        u = torch.rand((2, numel), device=taps.device, dtype=torch.float32, **rng)
-    args = (*map(float, temperatures), grid_interval or 0, *strides, stochastic)
-    return library.call('sample_masks', taps, bias, u, *(given or (None, None)), *args)
+    args = (*map(float, temperatures), grid_interval or 0, *strides, bool(stochastic) and given is None)
+    p1, mask1, p2, mask2, indices1, indices2, map1, map2 = library.call(
+        'sample_masks', taps, bias, seed, counts, *(given or (None, None)), *args
+    )
+    return p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2
 
 
 def _describe(t) -> str:

@@ -1,11 +1,12 @@
 """The ops of docs/ops.md as ``torch.library`` ops, and the one table of who serves each.
 
 Importing ``mmdet.ops`` defines ``torch.ops.sai.<op>`` for every op in ``SCHEMAS``, with a
-fake kernel (the output shapes, so that torch.compile and torch.export trace through them) and
-an autograd entry whose backward raises (the ops serve inference; training runs the
-differentiable dense-masked path: ``interpolate_dense``, ``gumbel_soft``, the tap conv's
-reference sum). The ops check nothing: call them through the wrappers in ``mmdet.ops.sparse``
-and ``mmdet.ops.gumbel_mask``, which check their arguments once.
+fake kernel (the output shapes, so that torch.compile and torch.export trace through them) and,
+but for ``sample_masks``, which adds to its ``counts`` in place (PyTorch takes no autograd formula
+for an op that mutates an input), an autograd entry whose backward raises (the ops serve
+inference; training runs the differentiable dense-masked path: ``interpolate_dense``,
+``gumbel_soft``, the tap conv's reference sum). The ops check nothing: call them through the
+wrappers in ``mmdet.ops.sparse`` and ``mmdet.ops.gumbel_mask``, which check their arguments once.
 
 ``BACKENDS[op][device]`` lists the implementations that can serve ``op`` on ``device``, best
 first; a call runs the first one available:
@@ -87,9 +88,9 @@ SCHEMAS = {
     'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
     'sample_masks': (
-        '(Tensor taps, Tensor bias, Tensor u, Tensor? given1, Tensor? given2, float temperature1, '
-        'float temperature2, int grid_interval, int stride1, int stride2, bool stochastic) -> '
-        '(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
+        '(Tensor taps, Tensor bias, Tensor seed, Tensor(a!) counts, Tensor? given1, Tensor? given2, '
+        'float temperature1, float temperature2, int grid_interval, int stride1, int stride2, '
+        'bool stochastic) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
     ),
     'roi_align': (
         '(Tensor input, Tensor rois, float spatial_scale, int output_size, int sampling_ratio, '
@@ -278,23 +279,15 @@ def _fake_eval_mask(p, u, temperature, grid_interval):
 
 
 def _fake_sample_masks(
-    taps, bias, u, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
-):
+    taps, bias, seed, counts, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2,
+    stochastic,
+):  # fmt: skip
     batch, height, width = taps.shape[:3]
     p, index = [], []
     for stride in (stride1, stride2):
         p.append(taps.new_empty(batch, 1, (height - 1) // stride + 1, (width - 1) // stride + 1))
         index.append(taps.new_empty(p[-1].numel(), dtype=torch.int32))
-    counts = taps.new_empty(2, dtype=torch.int32)
-    return (
-        p[0],
-        torch.empty_like(p[0]),
-        p[1],
-        torch.empty_like(p[1]),
-        *index,
-        counts,
-        *map(torch.empty_like, index),
-    )
+    return p[0], torch.empty_like(p[0]), p[1], torch.empty_like(p[1]), *index, *map(torch.empty_like, index)
 
 
 def _fake_roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned):
@@ -347,7 +340,8 @@ def _register() -> torch.library.Library:
         for device, key in DEVICES.items():
             lib.impl(op, _kernel(op, device), key)
         torch.library.register_fake(f'{NAMESPACE}::{op}', FAKES[op], lib=lib)
-        torch.library.register_autograd(f'{NAMESPACE}::{op}', _no_backward(op), lib=lib)
+        if '(a!)' not in schema:
+            torch.library.register_autograd(f'{NAMESPACE}::{op}', _no_backward(op), lib=lib)
     return lib
 
 

@@ -6,12 +6,14 @@ signatures are those of ``mmdet.ops.library.SCHEMAS`` and the conventions those 
 (outputs past ``count`` are zeros here).
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import deform_conv2d
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from .gumbel_mask import grid_prior, gumbel_soft
+from .gumbel_mask import grid_prior, gumbel_soft, uniform_noise
 from .interpolation import interpolate_dense
 
 
@@ -163,13 +165,18 @@ def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
 
 
 def sample_masks(
-    taps, bias, u, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2, stochastic
-):
-    """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], u: float32 [2, n1 + n2],
-    given masks or None -> (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2) of
-    ``mmdet.ops.gumbel_mask.sample_masks``; here the indices are ascending, zeros past the count."""
+    taps, bias, seed, counts, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2,
+    stochastic,
+):  # fmt: skip
+    """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], seed: int32 [1],
+    counts: int32 [2] (set to the masks' counts), given masks or None -> (p1, mask1, p2, mask2,
+    indices1, indices2, map1, map2) of ``mmdet.ops.gumbel_mask.sample_masks``; here the indices are
+    ascending, zeros past the count."""
     strides, temperatures, given = (stride1, stride2), (temperature1, temperature2), (given1, given2)
-    p, masks, indices, counts, maps = [], [], [], [], []
+    shapes = [(taps.shape[0], 1, -(-taps.shape[1] // s), -(-taps.shape[2] // s)) for s in strides]
+    noise_numel = sum(math.prod(shape) for shape in shapes)
+    u = uniform_noise(seed, 2 * noise_numel).view(2, noise_numel) if stochastic else None
+    p, masks, indices, active_counts, maps = [], [], [], [], []
     start = 0
     for o in range(2):
         logit = tap_sum(taps.float(), bias, strides[o])[:, o : o + 1].to(taps.dtype)
@@ -192,11 +199,11 @@ def sample_masks(
         p.append(p_o)
         masks.append(mask)
         indices.append(index)
-        counts.append(active.numel())
+        active_counts.append(active.numel())
         maps.append(row_map)
         start += numel
-    counts = torch.tensor(counts, dtype=torch.int32, device=taps.device)
-    return p[0], masks[0], p[1], masks[1], indices[0], indices[1], counts, maps[0], maps[1]
+    counts.copy_(torch.tensor(active_counts, dtype=torch.int32))
+    return p[0], masks[0], p[1], masks[1], indices[0], indices[1], maps[0], maps[1]
 
 
 def roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned) -> torch.Tensor:

@@ -170,12 +170,14 @@ def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9,
         taps = torch.randn(2, *size, 18, generator=gen) / 3  # logits of std 1: p spread over (0, 1)
         bias = torch.tensor([0.3, -0.2])
         shapes = [(-(-size[0] // s), -(-size[1] // s)) for s in strides]
-        u = torch.rand(2, sum(2 * h * w for h, w in shapes), generator=gen) if stochastic else torch.empty(0)
+        seed = torch.tensor([123457], dtype=torch.int32, device=device)
+        counts = torch.zeros(2, dtype=torch.int32, device=device)  # the op adds to them: new ones each case
         masks = [make_mask('random', 2, h, w, gen, device).to(dtype) if given else None for h, w in shapes]
         return (
             taps.to(device, dtype),
             bias.to(device),
-            u.to(device),
+            seed,
+            counts,
             *masks,
             0.03,
             0.05,

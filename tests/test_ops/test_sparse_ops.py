@@ -529,3 +529,31 @@ def test_compiled_eval_mask_matches_the_formula(dtype):
     assert near.sum() < 5 and ((mask > 0) == (expected > 0))[~near].all()
     assert_close(mask[~near].double(), expected[~near], dtype)
     assert 0.3 < (mask > 0).double().mean() < 0.7
+
+
+def _mix32_by_hand(x: int) -> int:
+    """The noise hash's mixing step in Python integers, as docs/ops.md states it."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_uniform_noise_is_its_hash_and_uniform():
+    """The fused sampling's noise: entry i = (mix(mix(i) ^ mix(seed)) >> 8) / 2^24, recomputed here in
+    Python integers; over 2^16 entries of two seeds: in [0, 1), each tenth of the range ~10 %, the
+    mean 1/2, the seeds' streams and neighbouring entries uncorrelated."""
+    from mmdet.ops.gumbel_mask import uniform_noise
+
+    seeds = [torch.tensor([s], dtype=torch.int32) for s in (0, 2**31 - 2)]
+    streams = [uniform_noise(seed, 2**16) for seed in seeds]
+    for seed, u in zip(seeds, streams):
+        key = _mix32_by_hand(int(seed))
+        for i in (0, 1, 7, 2**15 + 3, 2**16 - 1):
+            assert u[i].item() == (_mix32_by_hand(_mix32_by_hand(i) ^ key) >> 8) / 2**24
+        assert u.dtype == torch.float32 and 0 <= u.min() and u.max() < 1
+        shares = torch.histc(u, bins=10, min=0, max=1) / u.numel()
+        assert (shares - 0.1).abs().max() < 0.01 and abs(u.mean().item() - 0.5) < 0.005
+        assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].item()) < 0.02
+    assert abs(torch.corrcoef(torch.stack(streams))[0, 1].item()) < 0.02

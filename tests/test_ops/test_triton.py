@@ -334,13 +334,14 @@ def test_sparse_interpolate_hand_computed(device):
 # per ResNet-101 forward, ~4.5 per block). Counted on the CPU with the Triton kernels interpreted:
 # each Triton launch, plus each ATen op that launches a kernel on CUDA (the outermost op that is
 # neither a view nor a conversion that may be a no-op). With both masks sampled and compacted in
-# one kernel (sample_masks: mask-tap GEMM, noise, counter memset, 1 kernel), each interpolation one
-# kernel reading its maps, the DCN offsets summed in the conv from their tap GEMM: 10 and 10 (were
-# 32 and 29).
+# one kernel (sample_masks: mask-tap GEMM, its seed and counters drawn, 1 kernel), each
+# interpolation one kernel reading its maps, the DCN offsets summed in the conv from their tap
+# GEMM: 10 and 10 (were 32 and 29).
 BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 10, 'plain, stride 2, downsample': 10}
-# A SparseResNet-50-DCN forward: its 16 blocks 161 (a downsample adds its conv, a plain block has
-# no offset GEMM), the stem 3, the densities' accumulation 5 (ResNet-101-DCN's forward: 341)
-FORWARD_LAUNCH_BUDGET = 169
+# A SparseResNet-50-DCN forward: its 16 blocks 129 (8 each: the seeds and counters of all blocks
+# are drawn once per forward, 2 launches; a downsample adds its conv, a plain block has no offset
+# GEMM), the stem 3, the densities' accumulation 5 (ResNet-101-DCN's forward: 275, ResNet-101's 245)
+FORWARD_LAUNCH_BUDGET = 139
 _NO_KERNEL = {
     *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
     *('detach', 'detach_', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),
@@ -435,20 +436,22 @@ def test_sample_masks(device, dtype, case):
     rounding, the masks equal but where soft is at 0.5 to rounding, the compaction a permutation
     of the active positions with its inverse map."""
     from mmdet.ops import sparse_reference
-    from mmdet.ops.gumbel_mask import gumbel_soft
+    from mmdet.ops.gumbel_mask import gumbel_soft, uniform_noise
 
-    args = CASES['sample_masks'][case]('cpu', dtype)
-    got = [t.cpu() for t in _ops().sample_masks(*[a.to(device) if torch.is_tensor(a) else a for a in args])]
-    p1, mask1, p2, mask2, idx1, idx2, counts, map1, map2 = got
-    ref = sparse_reference.sample_masks(*args)
-    u, given, temperatures, stochastic = args[2], args[3:5], args[5:7], args[-1]
+    args = CASES['sample_masks'][case](device, dtype)
+    p1, mask1, p2, mask2, idx1, idx2, map1, map2 = [t.cpu() for t in _ops().sample_masks(*args)]
+    counts = args[3].cpu()
+    ref = sparse_reference.sample_masks(*CASES['sample_masks'][case]('cpu', dtype))
+    seed, given, temperatures, stochastic = args[2].cpu(), args[4:6], args[6:8], args[-1]
+    noise_numel = p1.numel() + p2.numel()
+    u = uniform_noise(seed, 2 * noise_numel).view(2, noise_numel)  # the noise the kernel draws
     start = 0
     for o, (p, mask, idx, row_map) in enumerate(((p1, mask1, idx1, map1), (p2, mask2, idx2, map2))):
         ref_p, ref_mask = ref[o * 2], ref[o * 2 + 1]
         assert p.dtype == mask.dtype == dtype and p.shape == mask.shape == ref_p.shape
         _close(p, ref_p, dtype)
         if given[o] is not None:
-            assert torch.equal(mask, given[o])
+            assert torch.equal(mask, given[o].cpu())
             near = torch.zeros_like(mask, dtype=torch.bool)
         elif stochastic:  # the decision from the kernel's own p, near the threshold left out
             soft = gumbel_soft(

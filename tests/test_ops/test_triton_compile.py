@@ -20,7 +20,7 @@ from mmdet.ops.triton import compaction, conv, gumbel_mask, interpolation, sampl
 POINTERS = {
     'idx_ptr': '*i32', 'count_ptr': '*i32', 'map_ptr': '*i32', 'counts_ptr': '*i32', 'ends_ptr': '*i32',
     'indices_ptr': '*i32', 'scale_ptr': '*fp32', 'bias_ptr': '*fp32', 'sigma_ptr': '*fp32',
-    'tmp_m_ptr': '*fp32', 'u_ptr': '*fp32',
+    'tmp_m_ptr': '*fp32', 'u_ptr': '*fp32', 'seed_ptr': '*i32',
     'offb_ptr': '*fp32', 'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
 }  # fmt: skip
 FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from mmdet.ops.cache import no_grad_cached
-from mmdet.ops.gumbel_mask import grid_prior, sample_masks
+from mmdet.ops.gumbel_mask import grid_prior, sample_masks, sampling_draws
 from mmdet.ops.interpolation import interpolate_dense
 from mmdet.ops.tap_conv import tap_conv3x3, tap_gemm
 from mmdet.registry import BACKBONES
@@ -41,6 +41,12 @@ def mask_probs(x, conv1_mask, conv2_mask):
     return p[:, :1, ::s1, ::s1], p[:, 1:, ::s2, ::s2]
 
 
+def fused_sampling(training: bool, x: torch.Tensor) -> bool:
+    """Whether blocks sample their masks with one fused kernel (``sample_masks``) for input x: in
+    inference (eval, autograd off) on the GPU path (``sparse_exec.on_gpu_path``)."""
+    return not training and not torch.is_grad_enabled() and sparse_exec.on_gpu_path(x)
+
+
 def _stacked(conv1_mask, conv2_mask) -> tuple[torch.Tensor, torch.Tensor]:
     """Both mask convs as one: (weight Tensor[2, Cin, 3, 3], bias Tensor[2]), cached where autograd is off."""
     convs = (conv1_mask, conv2_mask)
@@ -55,14 +61,16 @@ def _stacked(conv1_mask, conv2_mask) -> tuple[torch.Tensor, torch.Tensor]:
 class _SparseMasks:
     """Mask predictors, samplers and interpolation sigmas shared by the sparse blocks.
 
-    ``forward(x, generator=None, execution='dense', masks=None)`` -> the block output.
+    ``forward(x, generator=None, execution='dense', masks=None, draw=None)`` -> the block output.
     x: Tensor[B, inplanes, H, W]; generator: the sampling noise's torch.Generator (None: the
     global RNG); execution: 'dense' (dense-masked) or 'sparse' (exact sparse execution, eval
-    and Bottleneck only; training always runs dense-masked). The masks are sampled
-    (``masks(x, generator)``) unless ``masks`` gives them: a pair (mask1, mask2) or a
-    BlockMasks (only its masks are used), shaped as BlockMasks describes (in eval, soft * binary
-    as sampled there: 0 where a position is skipped). The mask convs run in both cases, so p1
-    and p2 (and with them the sparse loss) are always those of x.
+    and Bottleneck only; training always runs dense-masked); draw: where the sampling is fused
+    (``fused_sampling``), the block's seed and counters (``mmdet.ops.gumbel_mask.SamplingDraw``; a
+    backbone draws them for all its blocks at once), None: drawn from ``generator`` here. The
+    masks are sampled (``masks(x, generator)``) unless ``masks`` gives them: a pair (mask1,
+    mask2) or a BlockMasks (only its masks are used), shaped as BlockMasks describes (in eval,
+    soft * binary as sampled there: 0 where a position is skipped). The mask convs run in both
+    cases, so p1 and p2 (and with them the sparse loss) are always those of x.
 
     After every forward the block keeps ``last``, the BlockMasks of that forward (None before
     the first): p1 and p2 keep their gradients in training (for the sparse loss), the rest is
@@ -128,12 +136,13 @@ class _SparseMasks:
         the block's output grid (Tensor[B, 1, H/s, W/s])."""
         return self._sampled_masks(x, generator)[0]
 
-    def _sampled_masks(self, x, generator, given=None):
+    def _sampled_masks(self, x, generator, given=None, draw=None):
         """-> (BlockMasks, positions): ``masks(x, generator)``, or with ``given`` = (mask1, mask2)
-        those with the probabilities of x. In inference on the GPU path (``sparse_exec.
-        on_gpu_path``) one kernel samples both masks (or takes the given ones) and compacts them
-        (``sample_masks``; positions: its (indices1, indices2, counts, map1, map2)), else None."""
-        if self.training or torch.is_grad_enabled() or not sparse_exec.on_gpu_path(x):
+        those with the probabilities of x. Where ``fused_sampling`` holds one kernel samples both
+        masks (or takes the given ones) with the noise of ``draw`` (None: one drawn from
+        ``generator``) and compacts them (``sample_masks``; positions: its (indices1, indices2,
+        counts, map1, map2)), else positions is None."""
+        if not fused_sampling(self.training, x):
             p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
             if given is not None:
                 return BlockMasks(*given, p1, p2), None
@@ -147,17 +156,17 @@ class _SparseMasks:
             self.grid_prior_interval,
             (self.conv1_mask.stride[0], self.conv2_mask.stride[0]),
             self.sampling == 'stochastic',
-            generator,
+            draw or sampling_draws(1, x.device, generator)[0],
             given,
         )
         return BlockMasks(*(given or (mask1, mask2)), p1, p2), tuple(positions)
 
-    def forward(self, x, generator=None, execution='dense', masks=None):
+    def forward(self, x, generator=None, execution='dense', masks=None, draw=None):
         owner = f'{type(self).__name__}.forward'
         if execution not in PATHS:
             raise ValueError(f'{owner}: execution must be one of {PATHS}, got {execution!r}')
         given = None if masks is None else mask_pair(masks, f'{owner}: masks')
-        out, record = self.checkpointed(self._sampled_forward, x, generator, execution, given)
+        out, record = self.checkpointed(self._sampled_forward, x, generator, execution, given, draw)
         self.last = record.detached(probabilities=not self.training)
         return out
 
@@ -203,9 +212,9 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
             gaussian_kernel,
         )
 
-    def _sampled_forward(self, x, generator, execution, given):
+    def _sampled_forward(self, x, generator, execution, given, draw):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
-        masks, positions = self._sampled_masks(x, generator, given)
+        masks, positions = self._sampled_masks(x, generator, given, draw)
         if execution == 'sparse' and not self.training:
             out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions)
             return out, masks.with_counts(counts)
@@ -259,9 +268,9 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
             gaussian_kernel,
         )
 
-    def _sampled_forward(self, x, generator, execution, given):
+    def _sampled_forward(self, x, generator, execution, given, draw):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
-        masks, _ = self._sampled_masks(x, generator, given)
+        masks, _ = self._sampled_masks(x, generator, given, draw)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out))
@@ -418,11 +427,14 @@ class SparseResNet(ResNet):
         generator = self.sampling_generator(x.device)
         execution = self.execution_on(x.device)
         x = self.stem(x)
+        draws = None  # the fused sampling's seeds and counters of every block: two launches per forward
+        if fused_sampling(self.training, x):
+            draws = sampling_draws(len(self.sparse_blocks()), x.device, generator)
         outs, records, index = [], [], 0
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):
                 masks = None if self._mask_provider is None else self._mask_provider(index, block, x)
-                x = block(x, generator, execution, masks)
+                x = block(x, generator, execution, masks, None if draws is None else draws[index])
                 records.append(block.last)
                 index += 1
             if i in self.out_indices:

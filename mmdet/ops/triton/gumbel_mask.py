@@ -1,11 +1,32 @@
-"""The eval Gumbel-sigmoid mask (``mmdet.ops.gumbel_mask``) as one elementwise kernel."""
+"""The eval Gumbel-sigmoid mask (``mmdet.ops.gumbel_mask``) as one elementwise kernel, and the
+fused sampling's noise rule (``uniform``)."""
 
 import torch
 import triton
 import triton.language as tl
 
+from ..gumbel_mask import MIX_MULTIPLIERS, MIX_SHIFTS
+
 BLOCK = 1024
 EPS = tl.constexpr(1e-8)
+MIX_A, MIX_B = (tl.constexpr(m) for m in MIX_MULTIPLIERS)
+SHIFT_A, SHIFT_B, SHIFT_C = (tl.constexpr(s) for s in MIX_SHIFTS)
+
+
+@triton.jit
+def mix32(x):
+    """``mmdet.ops.gumbel_mask.mix32`` on uint32 x (the products wrap modulo 2^32)."""
+    x = (x ^ (x >> SHIFT_A)) * MIX_A
+    x = (x ^ (x >> SHIFT_B)) * MIX_B
+    return x ^ (x >> SHIFT_C)
+
+
+@triton.jit
+def uniform(key, index):
+    """``mmdet.ops.gumbel_mask.uniform_noise``'s entries ``index`` (int32) in float32, for key =
+    mix32(seed) (uint32)."""
+    bits = mix32(mix32(index.to(tl.uint32)) ^ key)
+    return (bits >> 8).to(tl.float32) * (1.0 / 16777216.0)
 
 
 @triton.jit
