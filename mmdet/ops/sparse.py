@@ -167,8 +167,9 @@ def _check_interpolate(rows, mask, sigma, kernel_size, bias, residual) -> torch.
 
 def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:
     """The shifted sum of a 3x3 tap GEMM (``mmdet.ops.tap_conv``): taps [B, H, W, 9 C] (column
-    t C + o holds tap t = 3 i + j of output o), bias [C] or None -> the stride-s, padding-1 conv
-    output Tensor[B, C, ceil(H / s), ceil(W / s)] (channels-last memory), in taps' dtype.
+    t C + o holds tap t = 3 i + j of output o; its rows may be wider, e.g. a column slice of a
+    larger GEMM), bias [C] or None -> the stride-s, padding-1 conv output Tensor[B, C, ceil(H / s),
+    ceil(W / s)] (channels-last memory), in taps' dtype.
     """
     check_tensor('taps', taps, ndim=4)
     if taps.shape[3] % 9:
@@ -176,7 +177,7 @@ def tap_sum(taps, bias=None, stride=1) -> torch.Tensor:
     check_optional('bias', bias, taps.device, (taps.shape[3] // 9,))
     check_int('stride', stride, 1)
     bias = None if bias is None else bias.float()
-    return library.call('tap_sum', taps.contiguous(), bias, stride)
+    return library.call('tap_sum', taps if rows_of_one_stride(taps) else taps.contiguous(), bias, stride)
 
 
 def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:

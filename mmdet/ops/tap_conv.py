@@ -42,8 +42,24 @@ def tap_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = 
     """The GEMM half of ``tap_conv3x3`` (inference): x Tensor[B, Cin, H, W], weight Tensor[Cout,
     Cin, 3, 3], bias Tensor[Cout] or None -> (taps Tensor[B, H, W, 9 Cout], column t Cout + o
     holding tap t = 3 i + j of output o; bias as float32 Tensor[Cout] or None)."""
-    gemm_weight, bias32 = _gemm_params(weight, bias)
-    return _taps(x, gemm_weight), bias32
+    return tap_gemms(x, [(weight, bias)])[0]
+
+
+def tap_gemms(x: torch.Tensor, convs) -> list:
+    """``tap_gemm`` of several 3x3 convs of x as one GEMM (one read of x, one launch): convs
+    [(weight Tensor[Cout_i, Cin, 3, 3], bias Tensor[Cout_i] or None)] -> [(taps_i, bias_i)], taps_i
+    the column slice Tensor[B, H, W, 9 Cout_i] of the GEMM's rows (as ``tap_gemm``'s, rows of one
+    wider stride), the concatenated weight cached on the first conv's weight."""
+    params = [_gemm_params(weight, bias) for weight, bias in convs]
+    weights = [weight for weight, _ in params]
+    gemm_weight = weights[0]
+    if len(weights) > 1:
+        gemm_weight = cached(convs[0][0], '_sai_tap_gemms', weights, lambda: torch.cat(weights))
+    taps, start, out = _taps(x, gemm_weight), 0, []
+    for weight, bias32 in params:
+        out.append((taps[..., start : start + weight.shape[0]], bias32))
+        start += weight.shape[0]
+    return out
 
 
 def sparse_tap_conv3x3(

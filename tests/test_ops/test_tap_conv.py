@@ -95,3 +95,25 @@ def test_tap_conv3x3_keeps_gradients():
 def test_tap_conv3x3_refuses_other_kernel_sizes():
     with pytest.raises(ValueError, match='3x3 weight'):
         tap_conv3x3(torch.randn(1, 2, 4, 4), torch.randn(1, 2, 5, 5))
+
+
+def test_tap_gemms_share_one_gemm_of_their_convs():
+    """Two 3x3 convs' taps from one GEMM (the GPU path's mask and offset convs): each a column
+    slice of its rows, whose tap sum is that conv (stride 1 and 2), cached while the weights stay."""
+    from mmdet.ops.tap_conv import tap_gemms
+
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 6, 7, 10, generator=gen).contiguous(memory_format=torch.channels_last)
+    convs = [(torch.randn(2, 6, 3, 3, generator=gen), torch.randn(2, generator=gen))]
+    convs.append((torch.randn(18, 6, 3, 3, generator=gen), None))
+    with torch.no_grad():
+        (taps1, bias1), (taps2, bias2) = tap_gemms(x, convs)
+        assert taps1.shape == (2, 7, 10, 18) and taps2.shape == (2, 7, 10, 162) and bias2 is None
+        assert taps1.stride(2) == taps2.stride(2) == 180 and taps2.data_ptr() == taps1.data_ptr() + 18 * 4
+        for (weight, bias), taps, bias32 in zip(convs, (taps1, taps2), (bias1, bias2)):
+            for stride in (1, 2):
+                expected = F.conv2d(x, weight, bias, stride, padding=1)
+                torch.testing.assert_close(sparse.tap_sum(taps, bias32, stride), expected)
+        again = tap_gemms(x, convs)
+    assert convs[0][0]._sai_tap_gemms[1].shape == (180, 6)  # the concatenated weight, made once
+    torch.testing.assert_close(again[1][0], taps2)

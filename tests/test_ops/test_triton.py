@@ -208,7 +208,7 @@ def test_pointwise_conv(device, dtype):
 def test_tap_conv3x3(device, dtype, stride, cout):
     """tap_conv3x3 without autograd: torch.mm (CUDA) or a 1x1 conv (CPU) + the Triton tap sum,
     against conv2d (padding 1)."""
-    from mmdet.ops import library, tap_conv
+    from mmdet.ops import library, sparse_reference, tap_conv
 
     g = torch.Generator().manual_seed(cout + stride)
     x = torch.randn(2, 24, 9, 14, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last)
@@ -221,6 +221,10 @@ def test_tap_conv3x3(device, dtype, stride, cout):
             out = tap_conv.tap_conv3x3(x, weight, b, stride)
         assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
         _close(out.float(), expected if b is not None else expected - bias.float().view(1, -1, 1, 1), dtype)
+    taps = torch.randn(2, 9, 14, 40, generator=g).to(device, dtype)[..., 7:34]  # 3 outputs' taps
+    with torch.no_grad(), library.prefer('triton', device):  # a column slice of wider rows
+        out = tap_conv.sparse.tap_sum(taps, None, stride)
+    _close(out.float(), sparse_reference.tap_sum(taps.float(), None, stride), dtype)
     weight.mul_(2)  # the cached tap-major weight follows an in-place change
     with torch.no_grad(), library.prefer('triton', device):
         _close(
@@ -334,14 +338,14 @@ def test_sparse_interpolate_hand_computed(device):
 # per ResNet-101 forward, ~4.5 per block). Counted on the CPU with the Triton kernels interpreted:
 # each Triton launch, plus each ATen op that launches a kernel on CUDA (the outermost op that is
 # neither a view nor a conversion that may be a no-op). With both masks sampled and compacted in
-# one kernel (sample_masks: mask-tap GEMM, its seed and counters drawn, 1 kernel), each
-# interpolation one kernel reading its maps, the DCN offsets summed in the conv from their tap
-# GEMM: 10 and 10 (were 32 and 29).
-BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 10, 'plain, stride 2, downsample': 10}
-# A SparseResNet-50-DCN forward: its 16 blocks 129 (8 each: the seeds and counters of all blocks
-# are drawn once per forward, 2 launches; a downsample adds its conv, a plain block has no offset
-# GEMM), the stem 3, the densities' accumulation 5 (ResNet-101-DCN's forward: 275, ResNet-101's 245)
-FORWARD_LAUNCH_BUDGET = 139
+# one kernel (sample_masks: the GEMM of the mask taps and a DCN block's offset taps, its seed and
+# counters drawn, 1 kernel), each interpolation one kernel reading its maps, the DCN offsets summed
+# in the conv from their taps: 9 and 10 (were 32 and 29).
+BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 9, 'plain, stride 2, downsample': 10}
+# A SparseResNet-50-DCN forward: its 16 blocks 116 (7 each: the seeds and counters of all blocks
+# are drawn once per forward, 2 launches; a downsample adds its conv), the stem 3, the densities'
+# accumulation 5 (ResNet-101-DCN's forward, and ResNet-101's: 245)
+FORWARD_LAUNCH_BUDGET = 126
 _NO_KERNEL = {
     *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
     *('detach', 'detach_', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),

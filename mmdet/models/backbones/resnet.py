@@ -75,11 +75,12 @@ class _ResBlock(nn.Module):
             nn.init.zeros_(self.conv2_offset.weight)
             nn.init.zeros_(self.conv2_offset.bias)
 
-    def run_conv2(self, x, out):
-        """conv2 on ``out``; with DCN its offsets (and DCNv2's modulation) come from the block input ``x``."""
+    def run_conv2(self, x, out, offset=None):
+        """conv2 on ``out``; with DCN its offsets (and DCNv2's modulation) come from the block input
+        ``x``: conv2_offset(x), or ``offset`` where the caller computed it already."""
         if not self.with_dcn:
             return self.conv2(out)
-        offset = self.conv2_offset(x)  # [B, 18 (+ 9), h, w]
+        offset = self.conv2_offset(x) if offset is None else offset  # [B, 18 (+ 9), h, w]
         if self.dcn_modulated:
             modulation = torch.sigmoid(offset[:, DCN_OFFSET_CHANNELS:])
             return self.conv2(out, offset[:, :DCN_OFFSET_CHANNELS], modulation)

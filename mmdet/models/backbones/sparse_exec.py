@@ -25,6 +25,8 @@ the sparse deformable kernels take no modulation mask.
 The interpolations use the block's ``gaussian_kernel``.
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +39,7 @@ from mmdet.ops.sparse import (
     sparse_deform_conv,
     sparse_deform_conv_taps,
     sparse_interpolate,
+    tap_sum,
 )
 from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_gemm
 
@@ -112,6 +115,29 @@ def _geometry(conv, name: str) -> tuple[int, int, int]:
     return params[0][0], params[1][0], params[2][0]
 
 
+class Positions(NamedTuple):
+    """What the GPU path's fused sampling (``sample_masks``) gives a block: the compaction of its
+    masks (indices1, indices2: int32 [n_o]; counts: int32 [2]; map1, map2: int32 [n_o]) and, for a
+    deformable block, its offset conv's tap GEMM from the same GEMM as the mask taps (offset_taps:
+    (taps Tensor[B, H, W, 9 n_off], float32 bias [n_off] or None), else None)."""
+
+    indices1: torch.Tensor
+    indices2: torch.Tensor
+    counts: torch.Tensor
+    map1: torch.Tensor
+    map2: torch.Tensor
+    offset_taps: tuple | None
+
+
+def dense_offsets(block, positions: Positions | None):
+    """The dense-masked forward's DCN offsets, Tensor[B, n_off, h2, w2], summed from the offset taps
+    that the fused sampling's GEMM made (``tap_sum``: no offset conv of their own), or None where
+    it made none (the block then runs conv2_offset)."""
+    if positions is None or positions.offset_taps is None:
+        return None
+    return tap_sum(*positions.offset_taps, block.conv2_offset.stride[0])
+
+
 def on_gpu_path(t: torch.Tensor) -> bool:
     """Whether to take the GPU's choices for ``t`` (one place, so that a test can take them on
     the CPU with the Triton kernels interpreted)."""
@@ -179,20 +205,22 @@ def _offset_rows(conv, x, indices, count):
     return sparse_conv(x, conv.weight, indices, count, stride, padding, dilation, None, conv.bias, False)
 
 
-def _deform_rows(block, x, h1, indices, count, scale, bias):
+def _deform_rows(block, x, h1, indices, count, scale, bias, offset_taps):
     """Rows [N_max, P] of relu(scale * deform_conv2(h1) + bias) at the active positions, with the
     offsets conv2_offset(x) there. On the GPU path (padding-1, dilation-1 offset conv) the conv
-    kernel sums the offsets from their tap GEMM (``sparse_deform_conv_taps``: one GEMM over x, no
-    offset map: cuDNN's direct conv with 18 outputs was slow, docs/benchmarks.md), else from
-    the offset rows of ``_offset_rows``.
+    kernel sums the offsets from their tap GEMM (``sparse_deform_conv_taps``: no offset map:
+    cuDNN's direct conv with 18 outputs was slow, docs/benchmarks.md): ``offset_taps`` where the
+    fused sampling's GEMM made them, else a GEMM over x here; elsewhere from the offset rows of
+    ``_offset_rows``.
     """
     geometry = _geometry(block.conv2, 'conv2')
     conv = block.conv2_offset
     offset_stride, padding, dilation = _geometry(conv, 'conv2_offset')
-    if on_gpu_path(x) and (padding, dilation) == (1, 1):
-        taps, offset_bias = tap_gemm(x, conv.weight, conv.bias)
+    if offset_taps is None and on_gpu_path(x) and (padding, dilation) == (1, 1):
+        offset_taps = tap_gemm(x, conv.weight, conv.bias)
+    if offset_taps is not None:
         args = (indices, count, *geometry, scale, bias, True)
-        return sparse_deform_conv_taps(h1, taps, offset_bias, offset_stride, block.conv2.weight, *args)
+        return sparse_deform_conv_taps(h1, *offset_taps, offset_stride, block.conv2.weight, *args)
     offset = _offset_rows(conv, x, indices, count)
     return sparse_deform_conv(h1, offset, block.conv2.weight, indices, count, *geometry, scale, bias, True)
 
@@ -207,14 +235,14 @@ def _interpolate(rows, mask, compaction, row_map, sigma, kernel_size) -> torch.T
 
 @torch.no_grad()
 def sparse_bottleneck_forward(
-    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor, positions=None
+    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor, positions: Positions | None = None
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The eval output of a SparseBottleneck, computed at the sampled positions only.
 
     x: Tensor[B, inplanes, H, W]; mask1: Tensor[B, 1, h1, w1] on conv1's output grid; mask2:
     Tensor[B, 1, h2, w2] on conv2's output grid (soft * binary eval masks, grid prior
-    included); positions: None, or the masks' compaction as the GPU path's sampling made it
-    (``sample_masks``: indices1, indices2, counts, map1, map2). Returns (out, (count1, count2)):
+    included); positions: None, or ``Positions``: the masks' compaction (and a DCN block's offset
+    taps) as the GPU path's sampling made it. Returns (out, (count1, count2)):
     out Tensor[B, 4 * planes, h2, w2] (channels-last), equal to the dense-masked block output for
     these masks, and the numbers of positions with mask1 > 0 and mask2 > 0 over the batch (int32
     Tensor[1] each, from the compaction: the densities need no count of their own).
@@ -229,16 +257,16 @@ def sparse_bottleneck_forward(
     scale1, bias1, scale2, bias2, weight3, bias3, sigma1, sigma2, weight_d, bias_d = _folded_params(block)
     if positions is None:
         (idx1, cnt1), (idx2, cnt2) = active_positions(mask1), active_positions(mask2)
-        map1 = map2 = None
+        map1 = map2 = offset_taps = None
     else:
-        idx1, idx2, counts, map1, map2 = positions
+        idx1, idx2, counts, map1, map2, offset_taps = positions
         cnt1, cnt2 = counts[:1], counts[1:]
     rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
     kernel = block.gaussian_kernel
     h1 = _interpolate(rows1, mask1, (idx1, cnt1), map1, sigma1, kernel)
 
     if block.with_dcn:
-        rows2 = _deform_rows(block, x, h1, idx2, cnt2, scale2, bias2)
+        rows2 = _deform_rows(block, x, h1, idx2, cnt2, scale2, bias2, offset_taps)
     else:
         rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 from mmdet.ops.cache import no_grad_cached
 from mmdet.ops.gumbel_mask import grid_prior, sample_masks, sampling_draws
 from mmdet.ops.interpolation import interpolate_dense
-from mmdet.ops.tap_conv import tap_conv3x3, tap_gemm
+from mmdet.ops.tap_conv import tap_conv3x3, tap_gemms
 from mmdet.registry import BACKBONES
 
 from . import sparse_exec
@@ -21,7 +21,7 @@ from .execution import EXECUTION_MODES, auto_execution
 from .gumbel import GumbelSigmoid
 from .mask_density import MaskDensity
 from .resnet import BasicBlock, Bottleneck, ResNet
-from .sparse_exec import SPARSE_DCNV2_ERROR, sparse_bottleneck_forward
+from .sparse_exec import SPARSE_DCNV2_ERROR, Positions, dense_offsets, sparse_bottleneck_forward
 
 SAMPLING_MODES = ('stochastic', 'deterministic')
 PATHS = ('dense', 'sparse')  # a block's execution; the backbone's adds 'auto'
@@ -140,15 +140,18 @@ class _SparseMasks:
         """-> (BlockMasks, positions): ``masks(x, generator)``, or with ``given`` = (mask1, mask2)
         those with the probabilities of x. Where ``fused_sampling`` holds one kernel samples both
         masks (or takes the given ones) with the noise of ``draw`` (None: one drawn from
-        ``generator``) and compacts them (``sample_masks``; positions: its (indices1, indices2,
-        counts, map1, map2)), else positions is None."""
+        ``generator``) and compacts them (``sample_masks``), positions then ``sparse_exec.
+        Positions`` (a DCN block's offset taps come from the mask taps' GEMM), else None."""
         if not fused_sampling(self.training, x):
             p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
             if given is not None:
                 return BlockMasks(*given, p1, p2), None
             mask1 = self._sample(p1, self.conv1_gumbel, generator)
             return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2), None
-        taps, bias = tap_gemm(x, *_stacked(self.conv1_mask, self.conv2_mask))
+        convs = [_stacked(self.conv1_mask, self.conv2_mask)]
+        if self.with_dcn:  # its offset taps in the same GEMM: one read of x, one launch
+            convs.append((self.conv2_offset.weight, self.conv2_offset.bias))
+        (taps, bias), *offset_taps = tap_gemms(x, convs)
         p1, mask1, p2, mask2, *positions = sample_masks(
             taps,
             bias,
@@ -159,7 +162,7 @@ class _SparseMasks:
             draw or sampling_draws(1, x.device, generator)[0],
             given,
         )
-        return BlockMasks(*(given or (mask1, mask2)), p1, p2), tuple(positions)
+        return BlockMasks(*(given or (mask1, mask2)), p1, p2), Positions(*positions, *(offset_taps or [None]))
 
     def forward(self, x, generator=None, execution='dense', masks=None, draw=None):
         owner = f'{type(self).__name__}.forward'
@@ -220,7 +223,7 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
             return out, masks.with_counts(counts)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
-        out = self.relu(self.bn2(self.run_conv2(x, out)))
+        out = self.relu(self.bn2(self.run_conv2(x, out, dense_offsets(self, positions))))
         out = interpolate_dense(out, masks.mask2, self.conv2_sigma, self.gaussian_kernel)
         out = self.bn3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
@@ -270,10 +273,10 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
 
     def _sampled_forward(self, x, generator, execution, given, draw):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
-        masks, _ = self._sampled_masks(x, generator, given, draw)
+        masks, positions = self._sampled_masks(x, generator, given, draw)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
-        out = self.bn2(self.run_conv2(x, out))
+        out = self.bn2(self.run_conv2(x, out, dense_offsets(self, positions)))
         out = interpolate_dense(out, masks.mask2, self.conv2_sigma, self.gaussian_kernel)
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity), masks

@@ -39,7 +39,7 @@ def tap_sum_at(taps_ptr, row_stride, n_out, out, b, yo, xo, ok, H, W, stride):
 
 @triton.jit
 def _tap_sum_kernel(
-    taps_ptr, bias_ptr, out_ptr, numel, H, W, Ho, Wo, C, stride,
+    taps_ptr, taps_row, bias_ptr, out_ptr, numel, H, W, Ho, Wo, C, stride,
     HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
     pos = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)  # output positions (b, yo, xo)
@@ -50,7 +50,8 @@ def _tap_sum_kernel(
     cs = tl.arange(0, BLOCK_C)
     c_ok = cs < C
     ok = pos_ok[:, None] & c_ok[None, :]
-    acc = tap_sum_at(taps_ptr, 9 * C, C, cs[None, :], b[:, None], yo[:, None], xo[:, None], ok, H, W, stride)
+    b, yo, xo = b[:, None], yo[:, None], xo[:, None]
+    acc = tap_sum_at(taps_ptr, taps_row, C, cs[None, :], b, yo, xo, ok, H, W, stride)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cs, mask=c_ok, other=0)[None, :]
     tl.store(
@@ -61,7 +62,7 @@ def _tap_sum_kernel(
 
 
 def tap_sum(taps: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
-    """taps: [B, H, W, 9 C] contiguous; bias: float32 [C] or None. Returns the conv output
+    """taps: [B, H, W, 9 C] (rows of one stride); bias: float32 [C] or None. Returns the conv output
     [B, C, Ho, Wo] (channels-last memory), Ho = ceil(H / stride), in taps' dtype."""
     batch, height, width, channels = *taps.shape[:3], taps.shape[3] // 9
     if channels > MAX_CHANNELS:
@@ -73,7 +74,8 @@ def tap_sum(taps: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch
     numel = batch * out_h * out_w
     if numel:
         _tap_sum_kernel[(triton.cdiv(numel, BLOCK_P),)](
-            taps, out if bias is None else bias, out, numel, height, width, out_h, out_w, channels, stride,
+            taps, taps.stride(2), out if bias is None else bias, out, numel, height, width, out_h, out_w,
+            channels, stride,
             HAS_BIAS=bias is not None, BLOCK_P=BLOCK_P, BLOCK_C=block_size(channels, 16, MAX_CHANNELS),
         )  # fmt: skip
     return out.permute(0, 3, 1, 2)
