@@ -36,6 +36,7 @@ from mmdet.apis.compile import compile_backbone, compile_detector
 from mmdet.datasets.image_io import read_image
 from mmdet.datasets.pipelines.transforms import Normalize
 from mmdet.models import build_backbone, build_detector
+from mmdet.models.backbones.sparse_resnet import fused_sampling
 from mmdet.ops.gumbel_mask import grid_prior
 from mmdet.utils.flops import backbone_gflops_from_cfg, input_size, num_blocks
 from mmdet.utils.timing import graphed, profile_forward, time_once
@@ -161,9 +162,12 @@ class SynthesizedMasks:
     mask1 on conv1_mask's output grid, mask2 on conv2_mask's, in x's device and dtype. A block's
     masks are made at its first call and returned again at every later one (all timed runs use
     the same masks); ``masks`` maps block index -> (mask1, mask2). The block's mask convs still
-    run under the override but its sampling does not: each call runs the block's Gumbel eval
-    sampling on masks of the same shapes (the same noise draws) and drops the result, so that the
-    timed forward costs what a sampled one does.
+    run under the override but its sampling does not: where the sampling is not fused, each call
+    runs the block's Gumbel eval sampling on masks of the same shapes (the same noise draws) and
+    drops the result, so that the timed forward costs what a sampled one does. Where it is fused
+    (the GPU path in inference, ``fused_sampling``) the given masks go through the same kernel as
+    sampled ones (``sample_masks``; only its noise and decision arithmetic, in registers, is
+    skipped), so nothing is charged on top.
     """
 
     def __init__(self, density, pattern, generator):
@@ -187,7 +191,7 @@ class SynthesizedMasks:
                 for conv in (block.conv1_mask, block.conv2_mask)
             )
         masks = self.masks[index]
-        if block.sampling == 'stochastic':
+        if block.sampling == 'stochastic' and not fused_sampling(block.training, x):
             for mask, gumbel in zip(masks, (block.conv1_gumbel, block.conv2_gumbel)):
                 gumbel.eval_mask(mask, None, block.grid_prior_interval)
         return masks

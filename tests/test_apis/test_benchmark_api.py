@@ -126,6 +126,28 @@ def test_synthesized_masks_cost_the_sampling_they_replace():
     assert torch.equal(torch.get_rng_state(), torch.manual_seed(0).get_state())  # no noise to draw
 
 
+def test_synthesized_masks_charge_nothing_on_top_of_the_fused_sampling(monkeypatch):
+    """On the GPU path (its choices taken on the CPU, the reference ops serving) given masks go
+    through the fused sampling as sampled ones do: the provider draws no noise of its own, and
+    the RNG ends where a sampled forward leaves it (one draw of seeds per forward)."""
+    from mmdet.models.backbones import sparse_exec
+    from mmdet.models.backbones.gumbel import GumbelSigmoid
+
+    monkeypatch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)
+    monkeypatch.setattr(GumbelSigmoid, 'eval_mask', lambda *args: pytest.fail('eval_mask charged on top'))
+    backbone = build_backbone(TOY_SPARSE).eval()
+    x = torch.randn(1, 3, 64, 96)
+    states = []
+    for provider in (None, SynthesizedMasks(0.5, 'random', torch.Generator())):
+        torch.manual_seed(0)
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            if provider is not None:
+                stack.enter_context(backbone.override_masks(provider))
+            backbone(x)
+        states.append(torch.get_rng_state())
+    assert torch.equal(*states) and not torch.equal(states[0], torch.manual_seed(0).get_state())
+
+
 def test_prepared_variant_counts_the_gflops_of_its_masks():
     settings = BenchSettings(device=torch.device('cpu'), resolution=64, warmup=0, pattern='random', seed=3)
     empty, full = (backbone_gflops_from_cfg(TOY_SPARSE, 1000, [(d, d)] * num_blocks(50)) for d in (0.0, 1.0))
