@@ -61,6 +61,9 @@ def _stacked(conv1_mask, conv2_mask) -> tuple[torch.Tensor, torch.Tensor]:
 class _SparseMasks:
     """Mask predictors, samplers and interpolation sigmas shared by the sparse blocks.
 
+    Built with the block's arguments (those of Bottleneck / BasicBlock) and the sampling's
+    (sampling, grid_prior_interval, max_T, decay_alpha, eval_T, gaussian_kernel: as SparseResNet
+    describes them); conv1_mask has conv1's stride, conv2_mask the block's.
     ``forward(x, generator=None, execution='dense', masks=None, draw=None)`` -> the block output.
     x: Tensor[B, inplanes, H, W]; generator: the sampling noise's torch.Generator (None: the
     global RNG); execution: 'dense' (dense-masked) or 'sparse' (exact sparse execution, eval
@@ -78,18 +81,25 @@ class _SparseMasks:
     Under ``with_cp`` the sampling runs checkpointed (replayed in backward) and is recorded once.
     """
 
-    def _init_masks(
+    def __init__(
         self,
         inplanes,
-        stride1,
-        stride2,
-        sampling,
-        grid_prior_interval,
-        max_T,
-        decay_alpha,
-        eval_T,
-        gaussian_kernel,
+        planes,
+        stride=1,
+        downsample=None,
+        style='pytorch',
+        with_dcn=False,
+        sampling='stochastic',
+        grid_prior_interval=11,
+        max_T=1.0,
+        decay_alpha=0.99998,
+        eval_T=0.03,
+        gaussian_kernel=7,
+        dcn_modulated=False,
+        with_cp=False,
     ):
+        # the block (Bottleneck or BasicBlock: next in the method resolution order), then its masks
+        super().__init__(inplanes, planes, stride, downsample, style, with_dcn, dcn_modulated, with_cp)
         if sampling not in SAMPLING_MODES:
             raise ValueError(
                 f'{type(self).__name__}: sampling must be one of {SAMPLING_MODES}, got {sampling!r}'
@@ -104,8 +114,9 @@ class _SparseMasks:
         self.sampling = sampling
         self.grid_prior_interval = grid_prior_interval
         self.gaussian_kernel = gaussian_kernel
-        self.conv1_mask = nn.Conv2d(inplanes, 1, 3, stride=stride1, padding=1)
-        self.conv2_mask = nn.Conv2d(inplanes, 1, 3, stride=stride2, padding=1)
+        # mask1 on conv1's output grid, mask2 on the block's
+        self.conv1_mask = nn.Conv2d(inplanes, 1, 3, stride=self.conv1.stride[0], padding=1)
+        self.conv2_mask = nn.Conv2d(inplanes, 1, 3, stride=stride, padding=1)
         self.conv1_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
         self.conv2_gumbel = GumbelSigmoid(max_T, decay_alpha, eval_T)
         self.conv1_sigma = nn.Parameter(torch.tensor(SIGMA_INIT))
@@ -183,38 +194,6 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
     x: Tensor[B, inplanes, H, W] -> Tensor[B, 4 * planes, H/s, W/s].
     """
 
-    def __init__(
-        self,
-        inplanes,
-        planes,
-        stride=1,
-        downsample=None,
-        style='pytorch',
-        with_dcn=False,
-        sampling='stochastic',
-        grid_prior_interval=11,
-        max_T=1.0,
-        decay_alpha=0.99998,
-        eval_T=0.03,
-        gaussian_kernel=7,
-        dcn_modulated=False,
-        with_cp=False,
-    ):
-        Bottleneck.__init__(
-            self, inplanes, planes, stride, downsample, style, with_dcn, dcn_modulated, with_cp
-        )
-        self._init_masks(
-            inplanes,
-            self.conv1_stride,
-            stride,
-            sampling,
-            grid_prior_interval,
-            max_T,
-            decay_alpha,
-            eval_T,
-            gaussian_kernel,
-        )
-
     def _sampled_forward(self, x, generator, execution, given, draw):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
         masks, positions = self._sampled_masks(x, generator, given, draw)
@@ -238,38 +217,6 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
     conv1 -> BN -> ReLU -> reconstruct(mask1) -> conv2 -> BN -> reconstruct(mask2)
     -> + identity -> ReLU. x: Tensor[B, inplanes, H, W] -> Tensor[B, planes, H/s, W/s].
     """
-
-    def __init__(
-        self,
-        inplanes,
-        planes,
-        stride=1,
-        downsample=None,
-        style='pytorch',
-        with_dcn=False,
-        sampling='stochastic',
-        grid_prior_interval=11,
-        max_T=1.0,
-        decay_alpha=0.99998,
-        eval_T=0.03,
-        gaussian_kernel=7,
-        dcn_modulated=False,
-        with_cp=False,
-    ):
-        BasicBlock.__init__(
-            self, inplanes, planes, stride, downsample, style, with_dcn, dcn_modulated, with_cp
-        )
-        self._init_masks(
-            inplanes,
-            stride,
-            stride,
-            sampling,
-            grid_prior_interval,
-            max_T,
-            decay_alpha,
-            eval_T,
-            gaussian_kernel,
-        )
 
     def _sampled_forward(self, x, generator, execution, given, draw):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
