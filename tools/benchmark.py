@@ -2,7 +2,7 @@
 
     python tools/benchmark.py CONFIG [--device cpu|cuda] [--dtype fp32|fp16|bf16] [--batch 1 8]
         [--resolution 500] [--target-gflops 164.8 120.3 94.4 71.4 full | --masks-from CKPT --images DIR]
-        [--pattern clustered|random] [--what backbone|detector] [--repeats N] [--warmup N] [--out FILE]
+        [--pattern clustered|random] [--what backbone|detector|train] [--repeats N] [--warmup N] [--out FILE]
         [--profile N] [--stages] [--compile [BACKEND]]
 
 Variants (``mmdet.apis.benchmark``), all built from CONFIG's ``model.backbone``:
@@ -32,6 +32,13 @@ On the CPU, glibc's malloc is told to keep freed memory (``keep_freed_memory``) 
 variant alike, as a caching allocator (jemalloc, tcmalloc) would: otherwise each large
 intermediate tensor is a fresh mapping whose page faults cost milliseconds (``--system-malloc``
 keeps glibc's defaults).
+
+``--what train`` times one training step of the detector (``mmdet.apis.benchmark.
+prepare_train_step``: forward with losses on random boxes, backward, SGD step at learning rate 0;
+``--dtype fp16`` on CUDA, ``bf16`` on the CPU: mixed precision as ``tools/train.py`` runs it),
+for ``dense-dcn``, ``dense`` and ``sparse`` (which trains dense-masked on its own sampled soft
+masks: no GFLOPs target, no CUDA graph), with the peak memory on CUDA; the project's target is a
+sparse step at most 1.3x the dense-DCN one.
 
 ``--profile N`` profiles one forward of every variant before timing and prints its N most
 expensive kernels (CPU: operators) by name with their counts. Every row also says how many
@@ -67,6 +74,7 @@ from mmdet.apis.benchmark import (
     environment,
     format_stages,
     format_table,
+    prepare_train_step,
     prepare_variant,
     time_variants,
     variant_cfgs,
@@ -94,7 +102,7 @@ def parse_args(argv=None):
     parser.add_argument('--masks-from', help='a SparseResNet detector checkpoint: time it with its own masks')
     parser.add_argument('--images', help='folder of images for --masks-from')
     parser.add_argument('--pattern', default='clustered', choices=['clustered', 'random'])
-    parser.add_argument('--what', default='backbone', choices=['backbone', 'detector'])
+    parser.add_argument('--what', default='backbone', choices=['backbone', 'detector', 'train'])
     parser.add_argument('--variants', nargs='+', default=['dense-dcn', 'dense', 'sparse'], choices=VARIANTS)
     parser.add_argument(
         '--repeats', type=int, default=None, help='timed runs (default: 20 on cuda, 5 on cpu)'
@@ -130,6 +138,19 @@ def parse_args(argv=None):
         parser.error(f'--out {args.out}: expected a .csv or .json file')
     if args.stages and args.compile:
         parser.error('--stages times eager forwards: not with --compile')
+    if args.what == 'train':
+        amp_dtype = 'fp16' if args.device == 'cuda' else 'bf16'  # MixedPrecision's on this device
+        refused = [
+            ('masked', 'masked' in args.variants),
+            ('--masks-from', args.masks_from),
+            ('--compile', args.compile),
+            ('--stages', args.stages),
+        ]
+        given = [flag for flag, on in refused if on]
+        if given:
+            parser.error(f'--what train times dense-masked training steps: not with {", ".join(given)}')
+        if args.dtype not in ('fp32', amp_dtype):
+            parser.error(f'--what train on {args.device}: --dtype fp32 or {amp_dtype} (mixed precision)')
     if args.repeats is None:
         args.repeats = 20 if args.device == 'cuda' else 5
     if args.warmup is None:
@@ -150,7 +171,7 @@ def jobs(args):
     ``--compile`` each one eagerly, then compiled."""
     out = []
     for name in args.variants:
-        if name not in WITH_MASKS:
+        if name not in WITH_MASKS or args.what == 'train':  # training samples its own masks
             labels = [(name, None)]
         elif args.masks_from:
             labels = [(f'{name}@ckpt', None)]
@@ -195,11 +216,14 @@ def main(argv=None):
             prepared = []
             for label, target, compiled in jobs(args):
                 backbone_cfg = cfgs[label.split('@')[0]]
-                prepared.append(
-                    prepare_variant(
-                        settings, cfg, label, backbone_cfg, batch, stack, target, images, compiled
+                if args.what == 'train':
+                    prepared.append(prepare_train_step(settings, cfg, label, backbone_cfg, batch))
+                else:
+                    prepared.append(
+                        prepare_variant(
+                            settings, cfg, label, backbone_cfg, batch, stack, target, images, compiled
+                        )
                     )
-                )
                 print(f'ready: {prepared[-1][0]["variant"]} b{batch}', flush=True)
             time_variants(prepared, device, args.repeats)
         rows += [row for row, _ in prepared]

@@ -20,11 +20,13 @@ failure or a timeout in one never stops the next:
                GFLOPs and density 1, as CUDA graphs, with a kernel profile of each
   bench_b8     the same at batch 8, no profile
   detector     the whole detector, dense-DCN vs sparse@71.4, batch 1, per part (--stages)
+  train_step   a float16 training step (GradScaler) of the dense-DCN and the sparse detector,
+               batch 2, with the peak memory (--what train)
 The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0); so do the benchmarks,
 unless ``--autotune``. The summary (printed last, and $OUT/summary.txt) is one table: each
 stage's result, time and headline (test counts, benchmark rows, speed targets, failed tests).
-$OUT gets 7 files: summary.txt, setup.log, tests.log, bench.log, bench_b1.json, bench_b8.json,
-bench_detector.json.
+$OUT gets 8 files: summary.txt, setup.log, tests.log, bench.log, bench_b1.json, bench_b8.json,
+bench_detector.json, bench_train.json.
 
 ``--dry`` runs on a machine without a GPU whatever does not need one, so that the GPU run cannot
 die of a typo: environment without nvidia-smi; deps checks the wheels (one of each, installable
@@ -69,7 +71,7 @@ TARGET = ['--python-version', '3.12', '--implementation', 'cp'] + [
     for arg in ('--platform', f'{tag}_x86_64')
 ]
 STAGES = ('environment', 'deps', 'build', 'kernels', 'models', 'train', 'graphs')
-STAGES += ('bench_b1', 'bench_b8', 'detector')
+STAGES += ('bench_b1', 'bench_b8', 'detector', 'train_step')
 LOGS = {'environment': 'setup', 'deps': 'setup', 'build': 'setup'}  # the rest: tests or bench
 PYTEST_SUMMARY = re.compile(r'\b\d+ (passed|failed|skipped|errors?|deselected)\b.* in [\d.]+s')
 
@@ -178,14 +180,17 @@ def stages(args):
     timing = [] if dry else '--repeats 10 --warmup 3'.split()
     detector = '--what detector --variants dense-dcn sparse --target-gflops 71.4 --stages'.split()
     detector += [] if dry else '--repeats 5 --warmup 2'.split()
+    training = '--what train --variants dense-dcn sparse'.split()
+    training += [] if dry else '--repeats 5 --warmup 2'.split()
     bench_env = {} if args.autotune else dict(MMDET_TRITON_AUTOTUNE='0')
     benches = []
     for name, limit, batch, extra in (
         ('bench_b1', 120, 1, [*variants, *timing, '--profile', '12']),
         ('bench_b8', 90, 2 if dry else 8, [*variants, *timing]),
         ('detector', 60, 1, detector),
+        ('train_step', 60, 1 if dry else 2, training),
     ):
-        results = out / f'bench_{name.removeprefix("bench_")}.json'
+        results = out / f'bench_{name.removeprefix("bench_").removesuffix("_step")}.json'
         benches.append(Stage(name, limit, [bench_cmd(py, dry, batch, results, *extra)], bench_env, results))
     return [
         Stage('environment', 20, environment),
@@ -276,7 +281,7 @@ def run_all(todo, base_env, deadline, out):
 def bench_lines(path):
     """The benchmark rows of a results file as short aligned lines, with the speed-ups."""
     rows = json.loads(Path(path).read_text())['rows']
-    cols = ('variant', 'batch', 'median_ms', 'vs_dense_dcn', 'vs_dense', 'graph')
+    cols = ('variant', 'batch', 'median_ms', 'vs_dense_dcn', 'vs_dense', 'graph', 'peak_mem_mb')
     cells = [cols] + [
         tuple(f'{r[c]:.3g}' if isinstance(r.get(c), float) else str(r.get(c, '-')) for c in cols)
         for r in rows
@@ -362,7 +367,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in ('summary.txt', 'setup.log', 'tests.log', 'bench.log', 'bench_b1.json', 'bench_b8.json',
-                 'bench_detector.json'):  # fmt: skip
+                 'bench_detector.json', 'bench_train.json'):  # fmt: skip
         (out / name).unlink(missing_ok=True)
     site = [] if args.dry else [SITE]
     base_env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHON=sys.executable)

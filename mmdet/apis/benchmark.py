@@ -8,6 +8,9 @@ Variants, all built from a config's ``model.backbone`` (``variant_cfgs``):
   ``SparseResNet.override_masks``; without one, with its own sampled masks (a trained checkpoint);
 - ``masked``: the same SparseResNet and masks with ``execution='dense'`` (dense-masked: what
   ``execution='auto'`` weighs exact sparse execution against).
+With ``what='train'`` a variant is one training step of the config's detector with that backbone
+(``prepare_train_step``): forward with losses, backward, optimiser step, in mixed precision where
+the dtype asks for it; the sparse detector trains dense-masked on its own sampled soft masks.
 GFLOPs are those of ``mmdet.utils.flops`` at ``BenchSettings.gflops_resolution`` with the
 densities the backbone measured in one forward. With ``BenchSettings.compile`` every variant also
 runs compiled (``mmdet.apis.compile``: the backbone, or the detector's backbone and neck), in a row
@@ -33,6 +36,8 @@ import torch.nn.functional as F
 
 from mmdet import ops
 from mmdet.apis.compile import compile_backbone, compile_detector
+from mmdet.apis.train import parse_losses
+from mmdet.core.optimizer import MixedPrecision
 from mmdet.datasets.image_io import read_image
 from mmdet.datasets.pipelines.transforms import Normalize
 from mmdet.models import build_backbone, build_detector
@@ -66,7 +71,8 @@ class BenchSettings:
     """How every variant is built, fed and warmed up.
 
     resolution: input h x w = ``input_size(resolution)``; gflops_resolution: the short side the
-    GFLOPs are counted at; what: 'backbone' or 'detector'; pattern: 'clustered' or 'random'
+    GFLOPs are counted at; what: 'backbone', 'detector' or 'train' (a training step of the
+    detector); pattern: 'clustered' or 'random'
     (``synth_mask``); seed: of the synthesised masks; warmup: untimed runs per variant;
     profile: print the N costliest kernels of one forward (0: none); cuda_graph: replay the
     backbones as CUDA graphs on the GPU; masks_from: a detector checkpoint to load (non-strictly);
@@ -233,16 +239,20 @@ def make_input(settings, batch, images=None, img_norm_cfg=None):
 
 
 def build_model(settings, cfg, backbone_cfg):
-    """The model to time, in eval mode: a backbone, or ``cfg``'s detector with ``backbone_cfg``;
+    """The model to time, in eval mode: a backbone, or ``cfg``'s detector with ``backbone_cfg``
+    (for ``what='train'`` in training mode, float32, BatchNorms unfolded);
     its backbone's BatchNorms folded into the convs before them (``ResNet.fold_batchnorms``: the
     dense variants at their best; the sparse blocks fold theirs in exact sparse execution). A
     detector runs in ``settings.dtype`` as ``tools/test.py --dtype`` runs it
     (``TwoStageDetector.inference_in``: RoIAlign, scores, box deltas and decoding in float32)."""
-    if settings.what == 'detector':
+    if settings.what in ('detector', 'train'):
         model_cfg = copy.deepcopy(cfg.model)
         model_cfg.pretrained = None
         model_cfg.backbone = backbone_cfg
-        model = build_detector(model_cfg, train_cfg=None, test_cfg=cfg.test_cfg)
+        train_cfg = cfg.train_cfg if settings.what == 'train' else None
+        model = build_detector(model_cfg, train_cfg=train_cfg, test_cfg=cfg.test_cfg)
+        if settings.what == 'train':  # float32 weights (mixed precision autocasts), BNs as trained
+            return model.train().to(settings.device, memory_format=torch.channels_last)
     else:
         model = build_backbone(backbone_cfg)
     if settings.masks_from:
@@ -400,6 +410,64 @@ def prepare_variant(
     return row, torch.no_grad()(fn)
 
 
+def synth_boxes(batch, height, width, num_classes, generator, per_image=8):
+    """(gt_bboxes, gt_labels) of a training batch: ``per_image`` random boxes (x1, y1, x2, y2) per
+    image, 1/16 to 1/2 of the image's side, inside it, and labels in [1, num_classes - 1] (0 is the
+    background), float32 Tensor[per_image, 4] and int64 Tensor[per_image] per image."""
+    boxes, labels, sides = [], [], torch.tensor([width, height])
+    for _ in range(batch):
+        size = (torch.rand(per_image, 2, generator=generator) * 7 / 16 + 1 / 16) * sides
+        corner = torch.rand(per_image, 2, generator=generator) * (sides - size)
+        boxes.append(torch.cat([corner, corner + size], dim=1))
+        labels.append(torch.randint(1, num_classes, (per_image,), generator=generator))
+    return boxes, labels
+
+
+def prepare_train_step(settings, cfg, name, backbone_cfg, batch):
+    """One training step of ``cfg``'s detector with ``backbone_cfg`` (``what='train'``), warmed up;
+    returns (result row, fn to time).
+
+    The step: forward with losses on a random input and ``synth_boxes``, the summed loss
+    (``parse_losses``), backward, SGD with momentum and weight decay at learning rate 0 (its
+    kernels run, the weights stay), all as ``tools/train.py`` runs it (``MixedPrecision``: float16
+    autocast with a GradScaler on CUDA, bfloat16 autocast on the CPU) when ``settings.dtype`` is
+    not float32. ``peak_mem_mb`` (CUDA) is the peak memory of the model, its optimizer state and
+    the steps.
+    """
+    device = settings.device
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+    model = build_model(settings, cfg, backbone_cfg)
+    img, metas = make_input(settings, batch)
+    img = img.float()  # autocast casts it where it runs in half precision
+    height, width = img.shape[-2:]
+    generator = torch.Generator().manual_seed(settings.seed)
+    gt_bboxes, gt_labels = synth_boxes(batch, height, width, model.bbox_head.num_classes, generator)
+    gt_bboxes, gt_labels = [b.to(device) for b in gt_bboxes], [t.to(device) for t in gt_labels]
+    amp = MixedPrecision(dict(enabled=settings.dtype != torch.float32), device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.0, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        with amp.autocast():
+            losses = model(img, metas, gt_bboxes=gt_bboxes, gt_labels=gt_labels)
+        amp.step(parse_losses(losses)[0], optimizer, params, None)
+
+    row = dict(variant=name, batch=batch, pattern=None, density=None, gflops=None, graph=False)
+    step()  # the first step makes the optimizer's state: not in the count
+    row['ops'] = count_dispatched(step, device)
+    if settings.profile:
+        profile_forward(f'{name} b{batch} (training step)', step, device, settings.profile)
+    for _ in range(settings.warmup):
+        step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    step.model = model  # what it trains, for a look at its gradients
+    return row, step
+
+
 def time_variants(prepared, device, repeats):
     """Time the prepared (row, fn) pairs in turns, ``repeats`` rounds (so that a machine whose
     speed drifts slows every variant alike); fills each row's statistics."""
@@ -437,6 +505,8 @@ def check_targets(rows, what):
     """The project's speed targets (docs/benchmarks.md) that these rows can decide, as lines."""
     if what == 'detector':
         checks = [('sparse@71.4', 'vs_dense_dcn', 2.0), ('sparse@71.4', 'vs_dense', 1.5)]
+    elif what == 'train':  # the sparse detector's step at most 1.3x the dense-DCN detector's
+        checks = [('sparse', 'vs_dense_dcn', 1 / 1.3)]
     else:
         checks = [
             ('sparse@71.4', 'vs_dense_dcn', 3.0),

@@ -16,6 +16,7 @@ from mmdet.apis.benchmark import (
     check_targets,
     format_stages,
     make_input,
+    prepare_train_step,
     prepare_variant,
     synth_mask,
     time_variants,
@@ -227,3 +228,22 @@ def test_write_results_csv(tmp_path):
     assert saved['variant'] == 'dense' and saved['median_ms'] == '2.5' and saved['vs_dense'] == ''
     with pytest.raises(ValueError, match=r'r\.txt: expected a \.csv or \.json file'):
         write_results(tmp_path / 'r.txt', rows, meta={})
+
+
+def test_a_training_step_computes_gradients_and_keeps_the_weights():
+    """prepare_train_step on the sparse detector: every step computes finite gradients (those of
+    the sparse loss reach the mask predictors) and, at learning rate 0, keeps the weights."""
+    cfg = load_config(str(CONFIG))
+    cfg.model.backbone.update(depth=50, base_channels=8)
+    settings = BenchSettings(device=torch.device('cpu'), resolution=64, what='train', warmup=1)
+    row, step = prepare_train_step(settings, cfg, 'sparse', variant_cfgs(cfg.model.backbone)['sparse'], 2)
+    assert row['variant'] == 'sparse' and row['batch'] == 2 and row['ops'] > 0 and row['gflops'] is None
+    model = step.model
+    assert model.training and type(model.backbone).__name__ == 'SparseResNet'
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    step()
+    for name, p in model.named_parameters():
+        assert torch.equal(p, before[name]), name
+    mask_grad = model.backbone.layer1[0].conv1_mask.weight.grad
+    assert mask_grad is not None and torch.isfinite(mask_grad).all() and mask_grad.abs().sum() > 0
+    assert model.bbox_head.fc_cls.weight.grad.abs().sum() > 0

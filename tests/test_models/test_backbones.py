@@ -292,3 +292,19 @@ def test_fold_batchnorms_keeps_outputs(depth):
     assert isinstance(model.layer2[0].downsample[1], nn.Identity)
     with pytest.raises(RuntimeError, match='ResNet.fold_batchnorms: call it in eval mode'):
         model.train().fold_batchnorms()
+
+
+@pytest.mark.parametrize('modulated', [False, True])
+def test_dcn_trains_under_cpu_mixed_precision(modulated):
+    """bfloat16 autocast on the CPU (``fp16 = dict(enabled=True)`` there): torchvision's CPU
+    deform_conv2d has no bfloat16 kernel, so the deformable conv2 runs in float32 and the step
+    goes through, gradients included."""
+    dcn = dict(type='DCN', deformable_groups=1, fallback_on_stride=False, modulated=modulated)
+    model = ResNet(50, base_channels=4, dcn=dcn, stage_with_dcn=(False, True, True, True))
+    nn.init.ones_(model.layer2[0].bn3.weight)  # zero-initialised: no gradient would reach conv2
+    x = torch.randn(1, 3, 64, 64)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+    sum(out.float().sum() for out in outs).backward()
+    grad = model.layer2[0].conv2.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0

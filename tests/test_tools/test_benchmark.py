@@ -106,10 +106,30 @@ def test_bad_arguments(tiny_config, tmp_path, capsys):
         (['--target-gflops', 'many'], "expected numbers or 'full', got 'many'"),
         (['--images', str(tmp_path)], '--masks-from and --images go together'),
         (['--stages', '--compile'], '--stages times eager forwards: not with --compile'),
+        (['--what', 'train', '--variants', 'masked', 'sparse', '--stages'], 'not with masked, --stages'),
+        (['--what', 'train', '--dtype', 'fp16'], '--what train on cpu: --dtype fp32 or bf16'),
     ):
         with pytest.raises(SystemExit):
             bench.main([str(tiny_config), '--device', 'cpu', *argv])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=GPU)])
+def test_training_steps_side_by_side(tiny_config, device, capsys):
+    """--what train: a training step of the dense-DCN and the sparse detector (mixed precision:
+    bfloat16 on the CPU, float16 with a GradScaler on CUDA), the target checked; no GFLOPs."""
+    dtype = 'fp16' if device == 'cuda' else 'bf16'
+    rows = bench.main(
+        [str(tiny_config), '--device', device, '--dtype', dtype, '--resolution', '64', '--what', 'train',
+         '--variants', 'dense-dcn', 'sparse', '--target-gflops', '71.4', '--repeats', '2', '--warmup', '1']
+    )  # fmt: skip
+    assert [r['variant'] for r in rows] == ['dense-dcn', 'sparse']  # no GFLOPs targets in training
+    dense_dcn, sparse = rows
+    assert dense_dcn['gflops'] is None and sparse['graph'] is False and sparse['ops'] > dense_dcn['ops'] > 0
+    assert sparse['vs_dense_dcn'] == pytest.approx(dense_dcn['median_ms'] / sparse['median_ms'])
+    assert (sparse['peak_mem_mb'] is not None) == (device == 'cuda')
+    verdict = f'sparse b1 vs_dense_dcn = {sparse["vs_dense_dcn"]:.2f}x (target >= 0.77x)'
+    assert verdict in capsys.readouterr().out
 
 
 def _target(tiny_config, density):

@@ -135,6 +135,7 @@ def test_every_command_of_a_run_parses(tmp_path, wheels, dry):
             elif argv[0] == sys.executable and argv[1].endswith('.py'):
                 assert (REPO / argv[1]).is_file()
     expected = {'bench_b1': 'bench_b1.json', 'bench_b8': 'bench_b8.json', 'detector': 'bench_detector.json'}
+    expected['train_step'] = 'bench_train.json'
     assert {s.name: s.out.name for s in stages if s.out} == expected
 
 
@@ -146,7 +147,7 @@ def test_dry_run(tmp_path, wheels):
     out = tmp_path / 'out'
     run = subprocess.run(
         [sys.executable, str(REPO / 'tools' / 'gpu_check.py'), '--dry', '--out', str(out), '--commit', 'c',
-         '--wheels', str(wheels), '--skip', 'kernels', 'train', 'bench_b1', 'bench_b8'],
+         '--wheels', str(wheels), '--skip', 'kernels', 'train', 'bench_b1', 'bench_b8', 'train_step'],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

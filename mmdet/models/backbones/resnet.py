@@ -81,6 +81,14 @@ class _ResBlock(nn.Module):
         if not self.with_dcn:
             return self.conv2(out)
         offset = self.conv2_offset(x) if offset is None else offset  # [B, 18 (+ 9), h, w]
+        if out.device.type == 'cpu' and torch.is_autocast_enabled('cpu'):
+            # mixed precision on the CPU (bfloat16): torchvision's CPU deform_conv2d has no
+            # bfloat16 kernel and autocast does not cast for it, so it runs in float32
+            with torch.autocast('cpu', enabled=False):
+                return self._deform_conv2(out.float(), offset.float())
+        return self._deform_conv2(out, offset)
+
+    def _deform_conv2(self, out, offset):
         if self.dcn_modulated:
             modulation = torch.sigmoid(offset[:, DCN_OFFSET_CHANNELS:])
             return self.conv2(out, offset[:, :DCN_OFFSET_CHANNELS], modulation)
