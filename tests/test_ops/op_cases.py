@@ -263,6 +263,8 @@ CASES = {
             )
         },
         's12-given': _sample_masks_case((1, 2), 3, False, given=True),
+        # maps of several 32 x 32 patches across and down, the last ones cut by the border
+        's12-grid5-stochastic-large': _sample_masks_case((1, 2), 5, True, size=(45, 70)),
     },
     'roi_align': {
         **{

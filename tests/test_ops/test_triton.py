@@ -432,9 +432,7 @@ def test_launch_budget_of_a_sparse_backbone_forward_on_the_gpu_path(monkeypatch)
 
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('dtype', DTYPES)
-@pytest.mark.parametrize(
-    'case', ['s11-grid0-stochastic', 's12-grid3-stochastic', 's22-grid3-deterministic', 's12-given']
-)
+@pytest.mark.parametrize('case', list(CASES['sample_masks']))
 def test_sample_masks(device, dtype, case):
     """The fused sampling against its reference (tap_sum, sigmoid, eval_mask, nonzero): p to
     rounding, the masks equal but where soft is at 0.5 to rounding, the compaction a permutation
@@ -473,6 +471,13 @@ def test_sample_masks(device, dtype, case):
         assert torch.equal(idx[:count].long().sort().values, active)  # each active position once
         assert torch.equal(row_map[idx[:count].long()], torch.arange(count, dtype=torch.int32))
         assert (row_map >= 0).sum() == count  # -1 everywhere else
+        # tile-major: the rows of each 32 x 32 patch of an image are consecutive
+        height, width = p.shape[2:]
+        rows = idx[:count].long()
+        image, y, x = rows // (height * width), rows % (height * width) // width, rows % width
+        patch_of_row = torch.stack([image, y // 32, x // 32], dim=1)
+        changes = (patch_of_row[1:] != patch_of_row[:-1]).any(dim=1).sum().item()
+        assert changes + 1 == len(patch_of_row.unique(dim=0))
 
 
 @pytest.mark.parametrize('device', DEVICES)

@@ -4,6 +4,7 @@
 import os
 
 import triton
+import triton.language as tl
 
 
 def interpreted() -> bool:
@@ -19,3 +20,23 @@ def autotune_enabled() -> bool:
 def block_size(n: int, lo: int, hi: int) -> int:
     """The power of two covering ``n``, clamped to [lo, hi]."""
     return max(lo, min(hi, triton.next_power_of_2(n)))
+
+
+def patches(batch: int, height: int, width: int, block: int, tile_w: int) -> int:
+    """The number of programs ``patch`` spreads a [batch, height, width] grid over."""
+    return batch * triton.cdiv(height, block // tile_w) * triton.cdiv(width, tile_w)
+
+
+@triton.jit
+def patch(program, H, W, BLOCK: tl.constexpr, TILE_W: tl.constexpr):
+    """Program ``program``'s BLOCK positions of a [B, H, W] grid: a (BLOCK / TILE_W) x TILE_W patch
+    of one image (row-major within it; the patches row-major within an image, the images in
+    turn). Returns (b, y, x, inside: the position is in the grid, position (b H + y) W + x)."""
+    tiles_w = tl.cdiv(W, TILE_W)
+    tiles = tl.cdiv(H, BLOCK // TILE_W) * tiles_w
+    b = program // tiles
+    tile = program % tiles
+    i = tl.arange(0, BLOCK)
+    y = (tile // tiles_w) * (BLOCK // TILE_W) + i // TILE_W
+    x = (tile % tiles_w) * TILE_W + i % TILE_W
+    return b, y, x, (y < H) & (x < W), (b * H + y) * W + x

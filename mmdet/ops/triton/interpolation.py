@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_enabled
+from ._common import autotune_enabled, patch, patches
 
 SCATTER_BLOCK = 1024
 TILE_W = tl.constexpr(8)  # the width of a program's tile of positions (its height: BLOCK_P / 8)
@@ -57,16 +57,8 @@ def _interpolate_kernel(
     KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
     RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    # a program's BLOCK_P positions: a (BLOCK_P / TILE_W) x TILE_W tile of one image
-    tiles_w = tl.cdiv(W, TILE_W)
-    tiles = tl.cdiv(H, BLOCK_P // TILE_W) * tiles_w
-    b = tl.program_id(0) // tiles
-    tile = tl.program_id(0) % tiles
-    i = tl.arange(0, BLOCK_P)
-    y = (tile // tiles_w) * (BLOCK_P // TILE_W) + i // TILE_W
-    x = (tile % tiles_w) * TILE_W + i % TILE_W
-    pos_ok = (y < H) & (x < W)
-    pos = (b * H + y) * W + x
+    # a program's BLOCK_P positions: a (BLOCK_P / TILE_W) x TILE_W patch of one image
+    b, y, x, pos_ok, pos = patch(tl.program_id(0), H, W, BLOCK_P, TILE_W)
     chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     chan_ok = chans < C
     tile_ok = pos_ok[:, None] & chan_ok[None, :]
@@ -135,8 +127,8 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
         return out
 
     def grid(meta):
-        tiles = triton.cdiv(height, meta['BLOCK_P'] // TILE_W.value) * triton.cdiv(width, TILE_W.value)
-        return batch * tiles, triton.cdiv(channels, meta['BLOCK_C'])
+        programs = patches(batch, height, width, meta['BLOCK_P'], TILE_W.value)
+        return programs, triton.cdiv(channels, meta['BLOCK_C'])
 
     rows = rows.contiguous()
     sigma_ptr = sigma.reshape(1) if sigma_is_tensor else row_map  # a pointer never read

@@ -1,14 +1,17 @@
 """Both eval masks of a block from its mask-tap GEMM, sampled and compacted in one kernel.
 
-Program (i, o) takes BLOCK positions of mask o (0: mask1 at stride s1, 1: mask2 at stride s2):
+Program (i, o) takes BLOCK positions of mask o (0: mask1 at stride s1, 1: mask2 at stride s2),
+a 32 x 32 patch of one image (``_common.patch``, so that the compaction is tile-major):
 1. the stride-s 3x3 conv from the taps (``tap_sum``'s rule, column 2 t + o holds tap t of mask
    o), + bias, rounded to the taps' dtype: the logit; p = sigmoid(logit), rounded likewise;
 2. the eval mask of p (``eval_mask``'s formula with the noise u of ``uniform_noise``, drawn here
    from the block's seed, or p >= 0.5 without noise), 1 on the grid prior; or the given mask (a
    mask provider's, e.g. the benchmark's);
 3. compaction: one ``atomic_add`` on mask o's counter reserves the block's rows, so the active
-   positions land in ``indices`` in an unspecified order (ascending within a block; the blocks
-   in the order they run) and ``row_map`` (position -> row, -1 where inactive) is written whole.
+   positions land in ``indices`` in an unspecified order (a patch's rows together, row-major
+   within it; the patches in the order they run), so a conv's tile of consecutive rows gathers
+   from a compact region of the map, and ``row_map`` (position -> row, -1 where inactive) is
+   written whole.
 No count reaches the host, and a seed and two counters (zeroed before, for all blocks of a forward
 at once: ``sampling_draws``) are the only state, so the step is one launch that a CUDA graph can
 capture.
@@ -18,21 +21,19 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import patch, patches
 from .gumbel_mask import eval_decision, mix32, uniform
 from .tap_conv import tap_sum_at
 
 BLOCK = 1024
+TILE_W = tl.constexpr(32)  # a program's positions: a BLOCK / 32 x 32 patch of one image
 
 
 @triton.jit
-def _probability(
-    taps_ptr, taps_row, bias_ptr, pos, ok, H, W, Ho, Wo, stride, MASK: tl.constexpr,
-):  # fmt: skip
-    """p = sigmoid(logit) in float32 at output positions ``pos``, logit and p rounded to the taps' dtype."""
+def _probability(taps_ptr, taps_row, bias_ptr, b, yo, xo, ok, H, W, stride, MASK: tl.constexpr):
+    """p = sigmoid(logit) in float32 at output positions (b, yo, xo), logit and p rounded to the
+    taps' dtype."""
     dtype = taps_ptr.dtype.element_ty
-    b = pos // (Ho * Wo)
-    yo = (pos % (Ho * Wo)) // Wo
-    xo = pos % Wo
     acc = tap_sum_at(taps_ptr, taps_row, 2, MASK, b, yo, xo, ok, H, W, stride)
     logit = (acc + tl.load(bias_ptr + MASK).to(tl.float32)).to(dtype).to(tl.float32)
     return tl.sigmoid(logit).to(dtype).to(tl.float32)
@@ -40,11 +41,11 @@ def _probability(
 
 @triton.jit
 def _sampled(
-    p, seed_ptr, noise_start, noise_numel, pos, Ho, Wo, temperature,
+    p, seed_ptr, noise_start, noise_numel, pos, yo, xo, temperature,
     GRID: tl.constexpr, STOCHASTIC: tl.constexpr,
 ):  # fmt: skip
-    """The eval mask (float32) of p at output positions ``pos``, its noise u[o, noise_start + pos]
-    of ``uniform_noise(seed, 2 noise_numel)`` viewed as [2, noise_numel]."""
+    """The eval mask (float32) of p at output positions ``pos`` = (b, yo, xo), its noise
+    u[o, noise_start + pos] of ``uniform_noise(seed, 2 noise_numel)`` viewed as [2, noise_numel]."""
     if STOCHASTIC:
         key = mix32(tl.load(seed_ptr).to(tl.uint32))
         u_on = uniform(key, noise_start + pos)
@@ -53,25 +54,23 @@ def _sampled(
     else:
         mask = tl.where(p >= 0.5, 1.0, 0.0)
     if GRID > 0:
-        yo = (pos % (Ho * Wo)) // Wo
-        mask = tl.where((yo % GRID == 0) & ((pos % Wo) % GRID == 0), 1.0, mask)
+        mask = tl.where((yo % GRID == 0) & (xo % GRID == 0), 1.0, mask)
     return mask
 
 
 @triton.jit
 def _sample_and_compact(
     taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, counter_ptr, p_ptr,
-    mask_ptr, idx_ptr, map_ptr, numel, H, W, Ho, Wo, stride, temperature,
+    mask_ptr, idx_ptr, map_ptr, H, W, Ho, Wo, stride, temperature,
     MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr,
     BLOCK: tl.constexpr,
 ):  # fmt: skip
-    pos = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    ok = pos < numel
-    p = _probability(taps_ptr, taps_row, bias_ptr, pos, ok, H, W, Ho, Wo, stride, MASK)
+    b, yo, xo, ok, pos = patch(tl.program_id(0), Ho, Wo, BLOCK, TILE_W)
+    p = _probability(taps_ptr, taps_row, bias_ptr, b, yo, xo, ok, H, W, stride, MASK)
     if GIVEN:
         mask = tl.load(given_ptr + pos, mask=ok, other=0)
     else:
-        mask = _sampled(p, seed_ptr, noise_start, noise_numel, pos, Ho, Wo, temperature, GRID, STOCHASTIC)
+        mask = _sampled(p, seed_ptr, noise_start, noise_numel, pos, yo, xo, temperature, GRID, STOCHASTIC)
     mask = mask.to(mask_ptr.dtype.element_ty)
     tl.store(p_ptr + pos, p.to(p_ptr.dtype.element_ty), mask=ok)
     tl.store(mask_ptr + pos, mask, mask=ok)
@@ -91,18 +90,17 @@ def _sample_masks_kernel(
 ):  # fmt: skip
     n1 = B * H1 * W1
     n2 = B * H2 * W2
-    start = tl.program_id(0) * BLOCK
     if tl.program_id(1) == 0:
-        if start < n1:
+        if tl.program_id(0) < B * tl.cdiv(H1, BLOCK // TILE_W) * tl.cdiv(W1, TILE_W):
             _sample_and_compact(
                 taps_ptr, taps_row, bias_ptr, seed_ptr, 0, n1 + n2, given1_ptr, counts_ptr, p1_ptr,
-                mask1_ptr, idx1_ptr, map1_ptr, n1, H, W, H1, W1, stride1, temperature1,
+                mask1_ptr, idx1_ptr, map1_ptr, H, W, H1, W1, stride1, temperature1,
                 0, GRID, STOCHASTIC, GIVEN, BLOCK,
             )  # fmt: skip
-    elif start < n2:
+    elif tl.program_id(0) < B * tl.cdiv(H2, BLOCK // TILE_W) * tl.cdiv(W2, TILE_W):
         _sample_and_compact(
             taps_ptr, taps_row, bias_ptr, seed_ptr, n1, n1 + n2, given2_ptr, counts_ptr, p2_ptr,
-            mask2_ptr, idx2_ptr, map2_ptr, n2, H, W, H2, W2, stride2, temperature2,
+            mask2_ptr, idx2_ptr, map2_ptr, H, W, H2, W2, stride2, temperature2,
             1, GRID, STOCHASTIC, GIVEN, BLOCK,
         )  # fmt: skip
 
@@ -129,7 +127,7 @@ def sample_masks(
         outs.append((p, torch.empty_like(p), p.new_empty(p.numel(), dtype=torch.int32)))
     (p1, mask1, idx1), (p2, mask2, idx2) = outs
     map1, map2 = torch.empty_like(idx1), torch.empty_like(idx2)
-    blocks = triton.cdiv(max(p1.numel(), p2.numel()), BLOCK)
+    blocks = max(patches(batch, h, w, BLOCK, TILE_W.value) for h, w in shapes)
     if blocks:
         given = given1 is not None
         given1, given2 = (given1.contiguous(), given2.contiguous()) if given else (counts, counts)
