@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 
 from . import library
-from .checks import rows_of_one_stride
+from .checks import check_tensor, rows_of_one_stride
 
 EPS = 1e-8
 # The fused sampling's noise (``uniform_noise``): a counter-based hash, so that the kernel draws
@@ -136,14 +136,12 @@ def sample_masks(
         raise ValueError(
             f'sample_masks: expected grid_interval None or a positive int, got {grid_interval!r}'
         )
-    expected = {'bias': ((2,), torch.float32), 'seed': ((1,), torch.int32), 'counts': ((2,), torch.int32)}
-    seed, counts = draw if isinstance(draw, tuple) and len(draw) == 2 else (None, None)
-    for name, t in (('bias', bias), ('seed', seed), ('counts', counts)):
-        shape, dtype = expected[name]
-        if not isinstance(t, torch.Tensor) or t.shape != shape or t.dtype != dtype or t.device != taps.device:
-            raise ValueError(
-                f'sample_masks: expected {name} {dtype} {shape} on {taps.device}, got {_describe(t)}'
-            )
+    check_tensor('bias', bias, taps.device, dtypes=(torch.float32,), shape=(2,))
+    if not (isinstance(draw, tuple) and len(draw) == 2):
+        raise TypeError(f'sample_masks: draw must be a SamplingDraw, got {type(draw).__name__}')
+    seed, counts = draw
+    check_tensor('draw.seed', seed, taps.device, dtypes=(torch.int32,), shape=(1,))
+    check_tensor('draw.counts', counts, taps.device, dtypes=(torch.int32,), shape=(2,))
     shapes = [(taps.shape[0], 1, -(-taps.shape[1] // s), -(-taps.shape[2] // s)) for s in strides]
     if given is not None and not (
         len(given) == 2

@@ -173,7 +173,8 @@ class _SparseMasks:
             draw or sampling_draws(1, x.device, generator)[0],
             given,
         )
-        return BlockMasks(*(given or (mask1, mask2)), p1, p2), Positions(*positions, *(offset_taps or [None]))
+        positions = Positions(*positions, offset_taps[0] if offset_taps else None)
+        return BlockMasks(*(given or (mask1, mask2)), p1, p2), positions
 
     def forward(self, x, generator=None, execution='dense', masks=None, draw=None):
         owner = f'{type(self).__name__}.forward'
