@@ -333,6 +333,23 @@ def count_dispatched(fn, device) -> int:
     return sum(1 for e in prof.events() if dispatched(e) and outermost(e))
 
 
+def memory_mark(device):
+    """Where ``peak_memory_mb`` counts from: on CUDA the memory allocated now (its peak statistics
+    reset), elsewhere None."""
+    if device.type != 'cuda':
+        return None
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def peak_memory_mb(mark):
+    """The peak memory allocated since ``memory_mark`` beyond the mark, in MiB (None without a mark)."""
+    if mark is None:
+        return None
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - mark) / 2**20
+
+
 def prepare_variant(
     settings, cfg, name, backbone_cfg, batch, stack, target=None, images=None, compiled=False
 ):
@@ -346,9 +363,7 @@ def prepare_variant(
     the warm-up, no CUDA graph).
     """
     device = settings.device
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    mark = memory_mark(device)
     model = build_model(settings, cfg, backbone_cfg)
     x, metas = make_input(settings, batch, images, cfg.get('img_norm_cfg'))
     if settings.what == 'detector':
@@ -404,9 +419,7 @@ def prepare_variant(
     if settings.stages:  # from here on: the timed runs
         row['stage_runs'] = {}
         record_stages(stage_spans(model, settings.what), device, row['stage_runs'])
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    row['peak_mem_mb'] = peak_memory_mb(mark)
     return row, torch.no_grad()(fn)
 
 
@@ -435,9 +448,7 @@ def prepare_train_step(settings, cfg, name, backbone_cfg, batch):
     the steps.
     """
     device = settings.device
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    mark = memory_mark(device)
     model = build_model(settings, cfg, backbone_cfg)
     img, metas = make_input(settings, batch)
     img = img.float()  # autocast casts it where it runs in half precision
@@ -461,9 +472,7 @@ def prepare_train_step(settings, cfg, name, backbone_cfg, batch):
         profile_forward(f'{name} b{batch} (training step)', step, device, settings.profile)
     for _ in range(settings.warmup):
         step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-        row['peak_mem_mb'] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    row['peak_mem_mb'] = peak_memory_mb(mark)
     step.model = model  # what it trains, for a look at its gradients
     return row, step
 
