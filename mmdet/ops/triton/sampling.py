@@ -85,19 +85,19 @@ def _sample_and_compact(
 def _sample_masks_kernel(
     taps_ptr, taps_row, bias_ptr, seed_ptr, given1_ptr, given2_ptr, counts_ptr,
     p1_ptr, mask1_ptr, idx1_ptr, map1_ptr, p2_ptr, mask2_ptr, idx2_ptr, map2_ptr,
-    B, H, W, H1, W1, H2, W2, stride1, stride2, temperature1, temperature2,
+    B, H, W, H1, W1, H2, W2, stride1, stride2, temperature1, temperature2, programs1, programs2,
     GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     n1 = B * H1 * W1
     n2 = B * H2 * W2
     if tl.program_id(1) == 0:
-        if tl.program_id(0) < B * tl.cdiv(H1, BLOCK // TILE_W) * tl.cdiv(W1, TILE_W):
+        if tl.program_id(0) < programs1:
             _sample_and_compact(
                 taps_ptr, taps_row, bias_ptr, seed_ptr, 0, n1 + n2, given1_ptr, counts_ptr, p1_ptr,
                 mask1_ptr, idx1_ptr, map1_ptr, H, W, H1, W1, stride1, temperature1,
                 0, GRID, STOCHASTIC, GIVEN, BLOCK,
             )  # fmt: skip
-    elif tl.program_id(0) < B * tl.cdiv(H2, BLOCK // TILE_W) * tl.cdiv(W2, TILE_W):
+    elif tl.program_id(0) < programs2:
         _sample_and_compact(
             taps_ptr, taps_row, bias_ptr, seed_ptr, n1, n1 + n2, given2_ptr, counts_ptr, p2_ptr,
             mask2_ptr, idx2_ptr, map2_ptr, H, W, H2, W2, stride2, temperature2,
@@ -127,15 +127,15 @@ def sample_masks(
         outs.append((p, torch.empty_like(p), p.new_empty(p.numel(), dtype=torch.int32)))
     (p1, mask1, idx1), (p2, mask2, idx2) = outs
     map1, map2 = torch.empty_like(idx1), torch.empty_like(idx2)
-    blocks = max(patches(batch, h, w, BLOCK, TILE_W.value) for h, w in shapes)
-    if blocks:
+    programs = [patches(batch, h, w, BLOCK, TILE_W.value) for h, w in shapes]  # each mask's patches
+    if max(programs):
         given = given1 is not None
         given1, given2 = (given1.contiguous(), given2.contiguous()) if given else (counts, counts)
-        _sample_masks_kernel[(blocks, 2)](
+        _sample_masks_kernel[(max(programs), 2)](
             taps, taps.stride(2), bias, seed, given1, given2, counts,
             p1, mask1, idx1, map1, p2, mask2, idx2, map2,
             batch, height, width, *shapes[0], *shapes[1], stride1, stride2,
-            float(temperature1), float(temperature2),
+            float(temperature1), float(temperature2), *programs,
             GRID=grid_interval, STOCHASTIC=bool(stochastic) and not given, GIVEN=given, BLOCK=BLOCK,
         )  # fmt: skip
     return p1, mask1, p2, mask2, idx1, idx2, map1, map2
