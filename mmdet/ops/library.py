@@ -50,7 +50,8 @@ BACKENDS = {
     # CPU only: on the GPU path the deformable conv sums its offsets from their tap GEMM
     # (sparse_deform_conv_taps)
     'sparse_tap_conv': {'cpu': ('compiled', 'reference'), 'cuda': ('reference',)},
-    'pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
+    # the GPU path's conv3 after the interpolation (on the CPU for tests only)
+    'interpolate_pointwise_conv': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
     'eval_mask': {'cpu': _CPU, 'cuda': ('triton', 'reference')},
     # the GPU path's fused sampling of both masks of a block (on the CPU for tests only)
     'sample_masks': {'cpu': ('reference', 'triton'), 'cuda': ('triton', 'reference')},
@@ -85,7 +86,10 @@ SCHEMAS = {
     'sparse_tap_conv': (
         '(Tensor x, Tensor weight, Tensor? bias, Tensor indices, Tensor count, int stride) -> Tensor'
     ),
-    'pointwise_conv': '(Tensor x, Tensor weight, Tensor bias, Tensor residual, bool relu) -> Tensor',
+    'interpolate_pointwise_conv': (
+        '(Tensor rows, Tensor row_map, Tensor mask, Tensor sigma, int kernel_size, Tensor weight, '
+        'Tensor bias, Tensor residual) -> Tensor'
+    ),
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
     'sample_masks': (
         '(Tensor taps, Tensor bias, Tensor seed, Tensor(a!) counts, Tensor? given1, Tensor? given2, '
@@ -269,9 +273,8 @@ def _fake_sparse_tap_conv(x, weight, bias, indices, count, stride):
     return _rows_like(x, indices, weight.shape[0] // 9)
 
 
-def _fake_pointwise_conv(x, weight, bias, residual, relu):
-    shape = (x.shape[0], weight.shape[0], *x.shape[2:])
-    return x.new_empty(shape).contiguous(memory_format=torch.channels_last)
+def _fake_interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
+    return rows.new_empty(residual.shape).contiguous(memory_format=torch.channels_last)
 
 
 def _fake_eval_mask(p, u, temperature, grid_interval):
@@ -303,7 +306,7 @@ FAKES = {
     'mapped_interpolate': _fake_mapped_interpolate,
     'tap_sum': _fake_tap_sum,
     'sparse_tap_conv': _fake_sparse_tap_conv,
-    'pointwise_conv': _fake_pointwise_conv,
+    'interpolate_pointwise_conv': _fake_interpolate_pointwise_conv,
     'eval_mask': _fake_eval_mask,
     'sample_masks': _fake_sample_masks,
     'roi_align': _fake_roi_align,

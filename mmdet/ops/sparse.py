@@ -205,14 +205,25 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
     return library.call('sparse_tap_conv', x, weight, bias, indices, count, stride)
 
 
-def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
-    """relu(conv1x1(x, weight) + bias + residual) on a dense map: x [B, Cin, H, W]; weight
-    [Cout, Cin, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. One Triton kernel with a fused
-    epilogue on CUDA, PyTorch elsewhere. Returns [B, Cout, H, W] (channels-last).
+def interpolate_pointwise_conv(
+    rows, row_map, mask, sigma, kernel_size, weight, bias, residual
+) -> torch.Tensor:
+    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
+    residual): a bottleneck's last step on the GPU path (conv3 after the interpolation of conv2's
+    rows), one Triton kernel on CUDA (the interpolated map is never written), PyTorch elsewhere.
+
+    rows: [N_max, C]; row_map, mask, sigma, kernel_size as ``mapped_interpolate``; weight
+    [Cout, C, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. Returns Tensor[B, Cout, H, W]
+    (channels-last) in rows' dtype.
     """
-    check_tensor('x', x, ndim=4)
-    check_tensor('weight', weight, x.device, ndim=4, shape=(weight.shape[0], x.shape[1], 1, 1))
-    same_dtype('weight', weight, x)
-    check_tensor('bias', bias, x.device, shape=(weight.shape[0],))
-    check_tensor('residual', residual, x.device, shape=(x.shape[0], weight.shape[0], *x.shape[2:]))
-    return library.call('pointwise_conv', x, weight, bias, residual, relu)
+    check_tensor('row_map', row_map, rows.device, dtypes=(torch.int32,), shape=(mask.numel(),))
+    sigma = _check_interpolate(rows, mask, sigma, kernel_size, None, None)
+    check_tensor('weight', weight, rows.device, ndim=4)
+    cout = weight.shape[0]
+    check_tensor('weight', weight, shape=(cout, rows.shape[1], 1, 1))
+    same_dtype('weight', weight, rows)
+    check_tensor('bias', bias, rows.device, shape=(cout,))
+    check_tensor('residual', residual, rows.device, shape=(mask.shape[0], cout, *mask.shape[2:]))
+    return library.call(
+        'interpolate_pointwise_conv', rows, row_map, mask, sigma, kernel_size, weight, bias, residual
+    )

@@ -147,10 +147,11 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
     return _rows(_epilogue(out, None, bias, False), indices, count)
 
 
-def pointwise_conv(x, weight, bias, residual, relu=True) -> torch.Tensor:
-    """relu(conv1x1(x, weight) + bias + residual): x [B, Cin, H, W] -> [B, Cout, H, W] (channels-last)."""
-    out = F.conv2d(x, weight, bias) + residual
-    out = out.relu() if relu else out
+def interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
+    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
+    residual) -> Tensor[B, Cout, H, W] (channels-last)."""
+    h = mapped_interpolate(rows, row_map, mask, sigma, kernel_size)
+    out = (F.conv2d(h, weight, bias.to(h.dtype)) + residual).relu()
     return out.contiguous(memory_format=torch.channels_last)
 
 

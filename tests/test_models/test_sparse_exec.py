@@ -67,7 +67,8 @@ def test_sparse_execution_of_the_block_records_the_counts():
 
 def test_gpu_order_gives_the_same_result(monkeypatch):
     """The GPU's choices (offsets computed densely and picked, conv3 after the interpolation of
-    conv2's channels) with the CPU kernels, against the dense-masked block."""
+    conv2's channels, by conv2's compaction made into a map) with the reference ops, against the
+    dense-masked block."""
     gen = torch.Generator().manual_seed(21)
     block = random_bottleneck(16, 4, 2, True, gen)
     x = torch.randn(2, 16, 11, 13, generator=gen).relu()
@@ -75,8 +76,8 @@ def test_gpu_order_gives_the_same_result(monkeypatch):
     expected = dense_masked(block, x, mask1, mask2)
     monkeypatch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)
     calls = []
-    pointwise = sparse_exec.pointwise_conv
-    monkeypatch.setattr(sparse_exec, 'pointwise_conv', lambda *a: calls.append(1) or pointwise(*a))
+    fused = sparse_exec.interpolate_pointwise_conv
+    monkeypatch.setattr(sparse_exec, 'interpolate_pointwise_conv', lambda *a: calls.append(1) or fused(*a))
     out, counts = sparse_bottleneck_forward(block, x, mask1, mask2)
     assert_close_scaled(out, expected)
     assert calls == [1] and [int(c) for c in counts] == [int((m > 0).sum()) for m in (mask1, mask2)]

@@ -142,14 +142,17 @@ def _tap_sum_case(stride, with_bias):
     return make
 
 
-def _pointwise_case(relu):
+def _interpolate_pointwise_case(kind, cout):
+    """The interpolation of 6 channels from shuffled rows, then a 1x1 conv to ``cout`` channels (more
+    than one tile of outputs where cout > 64), bias, a channels-first residual and ReLU."""
+
     def make(device, dtype):
+        rows, row_map, mask, sigma, kernel_size, *_ = _mapped_interpolate_case(kind, 7, False)(device, dtype)
         gen = torch.Generator().manual_seed(9)
-        x = torch.randn(2, 24, 5, 7, generator=gen).to(device, dtype)
-        weight = (torch.randn(40, 24, 1, 1, generator=gen) / 5).to(device, dtype)
-        bias = torch.randn(40, generator=gen).to(device, dtype)
-        residual = torch.randn(2, 40, 5, 7, generator=gen).to(device, dtype)
-        return x, weight, bias, residual, relu
+        weight = (torch.randn(cout, rows.shape[1], 1, 1, generator=gen) / 2).to(device, dtype)
+        bias = torch.randn(cout, generator=gen).to(device, dtype)
+        residual = torch.randn(mask.shape[0], cout, *mask.shape[2:], generator=gen).to(device, dtype)
+        return rows, row_map, mask, sigma, kernel_size, weight, bias, residual
 
     return make
 
@@ -248,7 +251,10 @@ CASES = {
         for stride in (1, 2)
         for with_bias in (True, False)
     },
-    'pointwise_conv': {f'relu={relu}': _pointwise_case(relu) for relu in (True, False)},
+    'interpolate_pointwise_conv': {
+        f'{kind}-cout{cout}': _interpolate_pointwise_case(kind, cout)
+        for kind, cout in (('random', 40), ('border', 72), ('empty', 16))
+    },
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
     'sample_masks': {
         **{

@@ -77,7 +77,7 @@ def test_backend_choice_and_prefer():
     compiled_on_cpu = ('active_positions', 'sparse_conv', 'sparse_deform_conv', 'sparse_interpolate')
     for op in (*compiled_on_cpu, 'tap_sum', 'sparse_tap_conv', 'eval_mask', 'roi_align'):
         assert library.backend(op, 'cpu') == library.backend(op, torch.device('cpu')) == expected
-    assert library.backend('pointwise_conv', 'cpu') == 'reference'
+    assert library.backend('interpolate_pointwise_conv', 'cpu') == 'reference'
     with library.prefer('reference', 'cpu'):
         assert library.backend('sparse_conv', 'cpu') == 'reference'
         with library.prefer('triton', 'cpu'):  # Triton runs CPU tensors only under its interpreter

@@ -416,8 +416,16 @@ def test_bad_inputs_name_the_argument():
         sparse.sparse_tap_conv(x, torch.randn(18, 3), torch.zeros(3), idx, cnt)
     with pytest.raises(ValueError, match='indices must have at most 9 entries'):  # 3 x 3 output grid
         sparse.sparse_tap_conv(x, torch.randn(18, 3), None, idx, cnt, stride=2)
-    with pytest.raises(ValueError, match='residual must have shape'):
-        sparse.pointwise_conv(x, torch.randn(2, 3, 1, 1), torch.zeros(2), torch.zeros(1, 3, 5, 5))
+    row_map = torch.full((25,), -1, dtype=torch.int32)
+    mask = torch.zeros(1, 1, 5, 5)
+    with pytest.raises(ValueError, match=r'residual must have shape \(1, 2, 5, 5\)'):
+        sparse.interpolate_pointwise_conv(
+            torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 1, 1), torch.zeros(2), x
+        )
+    with pytest.raises(ValueError, match=r'weight must have shape \(2, 3, 1, 1\)'):
+        sparse.interpolate_pointwise_conv(
+            torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 3, 3), torch.zeros(2), x[:, :2]
+        )
 
 
 @needs_ext

@@ -24,9 +24,9 @@ POINTERS = {
     'offb_ptr': '*fp32', 'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
 }  # fmt: skip
 FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}
-CONV = dict(KSIZE=3, GATHER=True, DEFORM=False, OFFSET_TAPS=False, HAS_OFFB=False, COUNTED=True,
-            HAS_SCALE=True, HAS_BIAS=True, HAS_RES=False, RELU=True, IEEE=False,
-            BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
+CONV = dict(KSIZE=3, DEFORM=False, OFFSET_TAPS=False, HAS_OFFB=False, HAS_SCALE=True, HAS_BIAS=True,
+            RELU=True, IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
+POINTWISE = dict(KSIZE=7, IEEE=False, BLOCK_K=64, BLOCK_M=32, BLOCK_N=64)
 INTERP = dict(KSIZE=7, SIGMA_PTR=True, BLOCK_P=32, BLOCK_C=64)
 CASES = {
     'conv 3x3': (conv._sparse_conv_kernel, CONV, 'fp16'),
@@ -36,11 +36,6 @@ CASES = {
         conv._sparse_conv_kernel,
         dict(CONV, DEFORM=True, OFFSET_TAPS=True, HAS_OFFB=True, BLOCK_K=32),
         'bf16',
-    ),
-    'pointwise conv + residual': (
-        conv._sparse_conv_kernel,
-        dict(CONV, KSIZE=1, GATHER=False, COUNTED=False, HAS_SCALE=False, HAS_RES=True),
-        'fp16',
     ),
     'row map': (interpolation._row_map_kernel, dict(BLOCK=1024), 'fp16'),
     'interpolate': (
@@ -52,6 +47,12 @@ CASES = {
         interpolation._interpolate_kernel,
         dict(INTERP, SIGMA_PTR=False, HAS_BIAS=False, HAS_RES=False, RELU=False),
         'bf16',
+    ),
+    'interpolate + pointwise conv': (interpolation._interpolate_pointwise_kernel, POINTWISE, 'fp16'),
+    'interpolate + pointwise conv, fp32 (ieee)': (
+        interpolation._interpolate_pointwise_kernel,
+        dict(POINTWISE, IEEE=True, BLOCK_K=16, BLOCK_M=64),
+        'fp32',
     ),
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),
     'compact': (compaction._compact_kernel, dict(BLOCK=1024), 'fp16'),

@@ -9,10 +9,11 @@ dense-masked block output, positions with no sampled neighbour included.
 
 On the GPU path both masks come sampled and compacted by one kernel (``sample_masks``, with the
 maps the interpolations read), and the last two steps run the other way round (the
-dense-masked order): the interpolation fills conv2's P channels and conv3 runs densely with
-bias, identity and ReLU fused (``pointwise_conv``). There the interpolation is bound by memory
-traffic, and filling 4P channels cost 5-7x a dense 1x1 conv (docs/benchmarks.md), while
-conv3's FLOPs are cheap; the GFLOPs counter still counts conv3 at mask2's density.
+dense-masked order) as one kernel: the interpolation of conv2's P channels, then conv3 densely
+with bias, identity and ReLU (``interpolate_pointwise_conv``: the interpolated map is never
+written). There the interpolation is bound by memory traffic, and filling 4P channels cost 5-7x
+a dense 1x1 conv (docs/benchmarks.md), while conv3's FLOPs are cheap; the GFLOPs counter still
+counts conv3 at mask2's density.
 
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
 densely (channels-last conv, then its rows are picked). The offset conv (3x3, Cin -> 18) runs on
@@ -33,8 +34,8 @@ import torch.nn.functional as F
 from mmdet.ops.cache import cached
 from mmdet.ops.sparse import (
     active_positions,
+    interpolate_pointwise_conv,
     mapped_interpolate,
-    pointwise_conv,
     sparse_conv,
     sparse_deform_conv,
     sparse_deform_conv_taps,
@@ -233,6 +234,15 @@ def _interpolate(rows, mask, compaction, row_map, sigma, kernel_size) -> torch.T
     return sparse_interpolate(rows, *compaction, mask, sigma, kernel_size)
 
 
+def _row_map(indices: torch.Tensor, count: torch.Tensor, numel: int) -> torch.Tensor:
+    """int32 [numel]: the row of each position in indices[:count] (int32 [N_max], count int32 [1]),
+    -1 elsewhere; the rows past count (junk on CUDA) are scattered to a spare last entry."""
+    rows = torch.arange(indices.numel(), dtype=torch.int32, device=indices.device)
+    positions = torch.where(rows < count, indices, numel).long()
+    row_map = torch.full((numel + 1,), -1, dtype=torch.int32, device=indices.device)
+    return row_map.scatter_(0, positions, rows)[:numel]
+
+
 @torch.no_grad()
 def sparse_bottleneck_forward(
     block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor, positions: Positions | None = None
@@ -274,9 +284,11 @@ def sparse_bottleneck_forward(
     if weight_d is not None:
         conv_d = block.downsample[0]
         identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)
-    if on_gpu_path(x):  # interpolate conv2's P channels, then conv3 densely with the epilogue fused
-        h2 = _interpolate(rows2, mask2, (idx2, cnt2), map2, sigma2, kernel)
-        return pointwise_conv(h2, weight3, bias3, identity), (cnt1, cnt2)
+    if on_gpu_path(x):  # conv3 densely after the interpolation of conv2's P channels, one kernel
+        if map2 is None:
+            map2 = _row_map(idx2, cnt2, mask2.numel())
+        out = interpolate_pointwise_conv(rows2, map2, mask2, sigma2, kernel, weight3, bias3, identity)
+        return out, (cnt1, cnt2)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
     out = sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)
     return out, (cnt1, cnt2)

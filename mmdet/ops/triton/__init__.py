@@ -8,23 +8,22 @@ imported) the kernels also run on CPU tensors, for tests.
 
 from ._common import interpreted
 from .compaction import active_positions
-from .conv import pointwise_conv, sparse_conv, sparse_deform_conv, sparse_deform_conv_taps, sparse_linear
+from .conv import sparse_conv, sparse_deform_conv, sparse_deform_conv_taps
 from .gumbel_mask import eval_mask
-from .interpolation import mapped_interpolate, sparse_interpolate
+from .interpolation import interpolate_pointwise_conv, mapped_interpolate, sparse_interpolate
 from .sampling import sample_masks
 from .tap_conv import tap_sum
 
 __all__ = [
     'active_positions',
     'eval_mask',
+    'interpolate_pointwise_conv',
     'interpreted',
     'mapped_interpolate',
-    'pointwise_conv',
     'sample_masks',
     'sparse_conv',
     'sparse_deform_conv',
     'sparse_deform_conv_taps',
     'sparse_interpolate',
-    'sparse_linear',
     'tap_sum',
 ]

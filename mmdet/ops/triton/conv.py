@@ -43,33 +43,25 @@ def _prune(configs, named_args, **kwargs):
 
 @triton.autotune(
     configs=_configs(),
-    key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'GATHER', 'OFFSET_TAPS'],
+    key=['Cin', 'Cout', 'Ho', 'Wo', 'KSIZE', 'DEFORM', 'OFFSET_TAPS'],
     prune_configs_by={'early_config_prune': _prune},
 )
 @triton.jit
 def _sparse_conv_kernel(
-    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, offb_ptr, scale_ptr, bias_ptr, res_ptr, out_ptr,
-    H, W, Cin, Ho, Wo, Cout, n_rows,
+    x_ptr, w_ptr, idx_ptr, count_ptr, off_ptr, offb_ptr, scale_ptr, bias_ptr, out_ptr,
+    H, W, Cin, Ho, Wo, Cout,
     sxb, sxh, sxw, stride, padding, dilation, Ht, Wt, off_stride, off_row,
-    KSIZE: tl.constexpr, GATHER: tl.constexpr, DEFORM: tl.constexpr, OFFSET_TAPS: tl.constexpr,
-    HAS_OFFB: tl.constexpr, COUNTED: tl.constexpr,
-    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr, RELU: tl.constexpr,
-    IEEE: tl.constexpr,
+    KSIZE: tl.constexpr, DEFORM: tl.constexpr, OFFSET_TAPS: tl.constexpr, HAS_OFFB: tl.constexpr,
+    HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     pid_m = tl.program_id(0)
-    if COUNTED:
-        count = tl.load(count_ptr)
-    else:  # every row
-        count = n_rows
+    count = tl.load(count_ptr)
     if pid_m * BLOCK_M >= count:
         return
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_ok = rows < count
-    if GATHER:
-        pos = tl.load(idx_ptr + rows, mask=row_ok, other=0)
-    else:  # the input is itself compacted rows: row i reads position i
-        pos = rows
+    pos = tl.load(idx_ptr + rows, mask=row_ok, other=0)
     b = pos // (Ho * Wo)
     yo = (pos % (Ho * Wo)) // Wo
     xo = pos % Wo
@@ -145,13 +137,10 @@ def _sparse_conv_kernel(
         acc *= tl.load(scale_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
-    tile = rows[:, None] * Cout + cols[None, :]
-    tile_ok = row_ok[:, None] & col_ok[None, :]
-    if HAS_RES:  # residual rows laid out like the output
-        acc += tl.load(res_ptr + tile, mask=tile_ok, other=0).to(tl.float32)
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    tl.store(out_ptr + tile, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
+    tile_ok = row_ok[:, None] & col_ok[None, :]
+    tl.store(out_ptr + rows[:, None] * Cout + cols[None, :], acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
 
 @triton.jit
@@ -187,17 +176,14 @@ class OffsetTaps(NamedTuple):
     stride: int
 
 
-def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu, residual=None):
+def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu):
     """x: [B, Cin, H, W] (read channels-last); weight: [Cout, Cin, k, k] -> rows [N_max, Cout].
 
-    indices None: x is [1, Cin, N_max, 1] (compacted rows) and row i is computed at position i.
-    count None: all N_max rows. offset: None, rows [N_max, 2 k k] or OffsetTaps (deformable).
-    residual: rows [N_max, Cout] added before the ReLU, or None.
+    offset: None, rows [N_max, 2 k k] or OffsetTaps (deformable).
     """
-    gather = indices is not None
     cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
     batch, _, height, width = x.shape
-    n_max = indices.numel() if gather else height
+    n_max = indices.numel()
     ho = (height + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     wo = (width + 2 * padding - dilation * (k - 1) - 1) // stride + 1
     offset_taps, offset_bias, offset_geometry = False, None, (0, 0, 1, 0)  # Ht, Wt, stride, row stride
@@ -218,19 +204,17 @@ def _launch(x, weight, indices, count, offset, stride, padding, dilation, scale,
         return triton.cdiv(n_max, meta['BLOCK_M']), triton.cdiv(cout, meta['BLOCK_N'])
 
     _sparse_conv_kernel[grid](
-        x, w, indices if gather else rows, rows if count is None else count,
+        x, w, indices, count,
         rows if offset is None else offset,  # pointers a disabled feature never reads
         rows if offset_bias is None else offset_bias,
         rows if scale is None else scale.contiguous(),
         rows if bias is None else bias.contiguous(),
-        rows if residual is None else residual.contiguous(),
         rows,
-        height, width, cin, ho, wo, cout, n_max,
+        height, width, cin, ho, wo, cout,
         x.stride(0), x.stride(2), x.stride(3), stride, padding, dilation,
         *offset_geometry,
-        KSIZE=k, GATHER=gather, DEFORM=offset is not None, OFFSET_TAPS=offset_taps,
-        HAS_OFFB=offset_bias is not None, COUNTED=count is not None,
-        HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, HAS_RES=residual is not None, RELU=bool(relu),
+        KSIZE=k, DEFORM=offset is not None, OFFSET_TAPS=offset_taps, HAS_OFFB=offset_bias is not None,
+        HAS_SCALE=scale is not None, HAS_BIAS=bias is not None, RELU=bool(relu),
         IEEE=x.dtype == torch.float32, BLOCK_K=block_k,
     )  # fmt: skip
     return rows
@@ -269,28 +253,3 @@ def sparse_deform_conv_taps(
     """
     offset = OffsetTaps(taps, offset_bias, offset_stride)
     return _launch(x, weight, indices, count, offset, stride, padding, dilation, scale, bias, relu)
-
-
-def sparse_linear(rows, weight, count, scale=None, bias=None, relu=False, residual=None):
-    """A 1x1 convolution applied to compacted rows: rows [N_max, Cin], weight [Cout, Cin, 1, 1].
-
-    Returns rows [N_max, Cout], ``relu(scale * rows @ weight^T + bias + residual)`` for the first
-    ``count`` rows (int32 [1]; None: all; the rest unspecified); residual: rows [N_max, Cout] or None.
-    """
-    x = rows.t()[None, :, :, None]  # [1, Cin, N_max, 1], channel stride 1
-    return _launch(x, weight, None, count, None, 1, 0, 1, scale, bias, relu, residual)
-
-
-def pointwise_conv(x, weight, bias, residual, relu=True):
-    """relu(conv1x1(x, weight) + bias + residual) on a dense map, as one kernel with its epilogue.
-
-    x: [B, Cin, H, W]; weight: [Cout, Cin, 1, 1]; bias: [Cout]; residual: [B, Cout, H, W].
-    Returns [B, Cout, H, W] channels-last.
-    """
-    batch, cin, height, width = x.shape
-    cout = weight.shape[0]
-    numel = batch * height * width
-    rows = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cin)
-    res = residual.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(numel, cout)
-    out = sparse_linear(rows, weight, None, bias=bias, relu=relu, residual=res)
-    return out.view(batch, height, width, cout).permute(0, 3, 1, 2)

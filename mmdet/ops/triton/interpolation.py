@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_enabled, patch, patches
+from ._common import autotune_enabled, block_size, patch, patches
 
 SCATTER_BLOCK = 1024
 TILE_W = tl.constexpr(8)  # the width of a program's tile of positions (its height: BLOCK_P / 8)
@@ -49,19 +49,15 @@ def _gauss_1d(sigma_ptr, sigma_value, d, SIGMA_PTR: tl.constexpr):
     return sigma * 0.3989422804014327 * tl.exp(-sigma * sigma * (d * d) / 2)
 
 
-@triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
 @triton.jit
-def _interpolate_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, bias_ptr, res_ptr, out_ptr,
-    H, W, C, smb, smh, smw, srb, src, srh, srw,
-    KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
-    RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+def _interpolated(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, b, y, x, pos_ok, pos, chans, chan_ok,
+    H, W, C, smb, smh, smw, KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):  # fmt: skip
-    # a program's BLOCK_P positions: a (BLOCK_P / TILE_W) x TILE_W patch of one image
-    b, y, x, pos_ok, pos = patch(tl.program_id(0), H, W, BLOCK_P, TILE_W)
-    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    chan_ok = chans < C
-    tile_ok = pos_ok[:, None] & chan_ok[None, :]
+    """float32 [BLOCK_P positions, BLOCK_C channels]: m f + (1 - m) sum_q G m_q f_q / (sum_q G m_q +
+    1e-5) at the positions (b, y, x) of a ``patch`` for the channels ``chans``, f gathered through
+    the map."""
     num = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     den = tl.zeros((BLOCK_P,), dtype=tl.float32)
     for ty in tl.static_range(KSIZE):
@@ -84,7 +80,26 @@ def _interpolate_kernel(
     f = tl.load(
         rows_ptr + row[:, None] * C + chans[None, :], mask=(row >= 0)[:, None] & chan_ok[None, :], other=0
     )
-    out = m[:, None] * f.to(tl.float32) + (1 - m)[:, None] * (num / (den + 1e-5)[:, None])
+    return m[:, None] * f.to(tl.float32) + (1 - m)[:, None] * (num / (den + 1e-5)[:, None])
+
+
+@triton.autotune(configs=_configs(), key=['H', 'W', 'C', 'KSIZE'])
+@triton.jit
+def _interpolate_kernel(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, bias_ptr, res_ptr, out_ptr,
+    H, W, C, smb, smh, smw, srb, src, srh, srw,
+    KSIZE: tl.constexpr, SIGMA_PTR: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RES: tl.constexpr,
+    RELU: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):  # fmt: skip
+    # a program's BLOCK_P positions: a (BLOCK_P / TILE_W) x TILE_W patch of one image
+    b, y, x, pos_ok, pos = patch(tl.program_id(0), H, W, BLOCK_P, TILE_W)
+    chans = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    chan_ok = chans < C
+    out = _interpolated(
+        rows_ptr, map_ptr, mask_ptr, sigma_ptr, sigma_value, b, y, x, pos_ok, pos, chans, chan_ok,
+        H, W, C, smb, smh, smw, KSIZE, SIGMA_PTR, BLOCK_P, BLOCK_C,
+    )  # fmt: skip
+    tile_ok = pos_ok[:, None] & chan_ok[None, :]
     if HAS_BIAS:
         out += tl.load(bias_ptr + chans, mask=chan_ok, other=0).to(tl.float32)[None, :]
     if HAS_RES:
@@ -142,5 +157,87 @@ def mapped_interpolate(rows, row_map, mask, sigma, kernel_size=7, bias=None, res
         *(residual.stride() if residual is not None else (0, 0, 0, 0)),
         KSIZE=kernel_size, SIGMA_PTR=sigma_is_tensor, HAS_BIAS=bias is not None, HAS_RES=residual is not None,
         RELU=bool(relu),
+    )  # fmt: skip
+    return out
+
+
+def _pointwise_configs():
+    """Tiles (BLOCK_M positions, BLOCK_N output channels, warps) of the interpolated pointwise conv."""
+    shapes = [(32, 64, 4), (16, 64, 4), (64, 64, 4), (32, 128, 4), (64, 128, 8), (128, 64, 8)]
+    configs = [triton.Config({'BLOCK_M': m, 'BLOCK_N': n}, num_warps=w) for m, n, w in shapes]
+    return configs if autotune_enabled() else configs[:1]
+
+
+@triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'KSIZE'])
+@triton.jit
+def _interpolate_pointwise_kernel(
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, w_ptr, bias_ptr, res_ptr, h_ptr, out_ptr,
+    H, W, C, Cout, smb, smh, smw, srb, src, srh, srw,
+    KSIZE: tl.constexpr, IEEE: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):  # fmt: skip
+    # 1. the interpolation of the C channels of a patch of BLOCK_M positions, BLOCK_K at a time,
+    #    into h (rows [B*H*W, C] in the rows' dtype, as the interpolated map would be rounded):
+    #    each program writes and reads back only its own positions, so a barrier among its
+    #    threads orders them, and h is read from the cache it was just written to
+    b, y, x, pos_ok, pos = patch(tl.program_id(0), H, W, BLOCK_M, TILE_W)
+    for c0 in range(0, C, BLOCK_K):
+        chans = c0 + tl.arange(0, BLOCK_K)
+        chan_ok = chans < C
+        h = _interpolated(
+            rows_ptr, map_ptr, mask_ptr, sigma_ptr, 0.0, b, y, x, pos_ok, pos, chans, chan_ok,
+            H, W, C, smb, smh, smw, KSIZE, True, BLOCK_M, BLOCK_K,
+        )  # fmt: skip
+        h_ptrs = h_ptr + pos[:, None] * C + chans[None, :]
+        tl.store(h_ptrs, h.to(h_ptr.dtype.element_ty), mask=pos_ok[:, None] & chan_ok[None, :])
+    tl.debug_barrier()
+    # 2. conv3 of those positions, every BLOCK_N-wide tile of the Cout outputs, with bias,
+    #    residual and ReLU
+    res_base = b * srb + y * srh + x * srw
+    for n0 in range(0, Cout, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        col_ok = cols < Cout
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for c0 in range(0, C, BLOCK_K):
+            chans = c0 + tl.arange(0, BLOCK_K)
+            chan_ok = chans < C
+            a_ok = pos_ok[:, None] & chan_ok[None, :]
+            a = tl.load(h_ptr + pos[:, None] * C + chans[None, :], mask=a_ok, other=0)
+            # weight [Cout, C]: the [BLOCK_K, BLOCK_N] slice of its transpose
+            w_ptrs = w_ptr + cols[None, :] * C + chans[:, None]
+            wt = tl.load(w_ptrs, mask=chan_ok[:, None] & col_ok[None, :], other=0)
+            if IEEE:
+                acc = tl.dot(a, wt, acc, input_precision='ieee')
+            else:
+                acc = tl.dot(a, wt, acc)
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
+        tile_ok = pos_ok[:, None] & col_ok[None, :]
+        res = tl.load(res_ptr + res_base[:, None] + cols[None, :] * src, mask=tile_ok, other=0)
+        acc = tl.maximum(acc + res.to(tl.float32), 0.0)
+        out_ptrs = out_ptr + pos[:, None] * Cout + cols[None, :]
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
+
+
+def interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
+    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
+    residual) in one kernel: rows [N_max, C], weight [Cout, C, 1, 1], bias [Cout], residual
+    [B, Cout, H, W], sigma a float32 0-dim tensor -> Tensor[B, Cout, H, W] (channels-last)."""
+    batch, _, height, width = mask.shape
+    channels, cout = rows.shape[1], weight.shape[0]
+    out = torch.empty(
+        (batch, cout, height, width), dtype=rows.dtype, device=rows.device, memory_format=torch.channels_last
+    )
+    if out.numel() == 0:
+        return out
+    interpolated = rows.new_empty(mask.numel(), channels)  # each program's scratch: its positions' rows
+
+    def grid(meta):
+        return (patches(batch, height, width, meta['BLOCK_M'], TILE_W.value),)
+
+    _interpolate_pointwise_kernel[grid](
+        rows.contiguous(), row_map, mask, sigma.reshape(1), weight.reshape(cout, channels).contiguous(),
+        bias.contiguous(), residual, interpolated, out,
+        height, width, channels, cout, mask.stride(0), mask.stride(2), mask.stride(3), *residual.stride(),
+        KSIZE=kernel_size, IEEE=rows.dtype == torch.float32, BLOCK_K=block_size(channels, 16, 64),
     )  # fmt: skip
     return out
