@@ -88,7 +88,8 @@ SCHEMAS = {
     ),
     'interpolate_pointwise_conv': (
         '(Tensor rows, Tensor row_map, Tensor mask, Tensor sigma, int kernel_size, Tensor weight, '
-        'Tensor bias, Tensor residual) -> Tensor'
+        'Tensor bias, Tensor residual, Tensor? residual_weight, Tensor? residual_bias, int residual_stride) '
+        '-> Tensor'
     ),
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
     'sample_masks': (
@@ -273,8 +274,12 @@ def _fake_sparse_tap_conv(x, weight, bias, indices, count, stride):
     return _rows_like(x, indices, weight.shape[0] // 9)
 
 
-def _fake_interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
-    return rows.new_empty(residual.shape).contiguous(memory_format=torch.channels_last)
+def _fake_interpolate_pointwise_conv(
+    rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
+    residual_stride,
+):  # fmt: skip
+    shape = (mask.shape[0], weight.shape[0], *mask.shape[2:])
+    return rows.new_empty(shape).contiguous(memory_format=torch.channels_last)
 
 
 def _fake_eval_mask(p, u, temperature, grid_interval):

@@ -206,15 +206,19 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
 
 
 def interpolate_pointwise_conv(
-    rows, row_map, mask, sigma, kernel_size, weight, bias, residual
-) -> torch.Tensor:
+    rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight=None, residual_bias=None,
+    residual_stride=1,
+) -> torch.Tensor:  # fmt: skip
     """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
-    residual): a bottleneck's last step on the GPU path (conv3 after the interpolation of conv2's
-    rows), one Triton kernel on CUDA (the interpolated map is never written), PyTorch elsewhere.
+    r): a bottleneck's last step on the GPU path (conv3 after the interpolation of conv2's rows,
+    its downsample's conv too), one Triton kernel on CUDA (the interpolated map, and the
+    downsampled identity, are never written), PyTorch elsewhere.
 
     rows: [N_max, C]; row_map, mask, sigma, kernel_size as ``mapped_interpolate``; weight
-    [Cout, C, 1, 1]; bias [Cout]; residual [B, Cout, H, W]. Returns Tensor[B, Cout, H, W]
-    (channels-last) in rows' dtype.
+    [Cout, C, 1, 1]; bias [Cout]; r = residual [B, Cout, H, W], or with residual_weight
+    [Cout, Cin, 1, 1] and residual_bias [Cout] the 1x1 conv (stride ``residual_stride``, no
+    padding) of residual [B, Cin, H', W'] whose output grid is mask's. Returns Tensor[B, Cout,
+    H, W] (channels-last) in rows' dtype.
     """
     check_tensor('row_map', row_map, rows.device, dtypes=(torch.int32,), shape=(mask.numel(),))
     sigma = _check_interpolate(rows, mask, sigma, kernel_size, None, None)
@@ -223,7 +227,23 @@ def interpolate_pointwise_conv(
     check_tensor('weight', weight, shape=(cout, rows.shape[1], 1, 1))
     same_dtype('weight', weight, rows)
     check_tensor('bias', bias, rows.device, shape=(cout,))
-    check_tensor('residual', residual, rows.device, shape=(mask.shape[0], cout, *mask.shape[2:]))
+    batch, _, height, width = mask.shape
+    if residual_weight is None:
+        check_tensor('residual', residual, rows.device, shape=(batch, cout, height, width))
+    else:
+        check_tensor('residual', residual, rows.device, ndim=4)
+        same_dtype('residual', residual, rows)
+        check_tensor('residual_weight', residual_weight, rows.device, shape=(cout, residual.shape[1], 1, 1))
+        same_dtype('residual_weight', residual_weight, rows)
+        check_tensor('residual_bias', residual_bias, rows.device, shape=(cout,))
+        check_int('residual_stride', residual_stride, 1)
+        grid = [_conv_out(size, 1, residual_stride, 0, 1) for size in residual.shape[2:]]
+        if residual.shape[0] != batch or grid != [height, width]:
+            raise ValueError(
+                f'residual: a 1x1 conv at stride {residual_stride} of shape {tuple(residual.shape)} has '
+                f"the output grid {[residual.shape[0], *grid]}, not the mask's {[batch, height, width]}"
+            )
     return library.call(
-        'interpolate_pointwise_conv', rows, row_map, mask, sigma, kernel_size, weight, bias, residual
-    )
+        'interpolate_pointwise_conv', rows, row_map, mask, sigma, kernel_size, weight, bias, residual,
+        residual_weight, residual_bias, residual_stride,
+    )  # fmt: skip

@@ -147,10 +147,16 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
     return _rows(_epilogue(out, None, bias, False), indices, count)
 
 
-def interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
-    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
-    residual) -> Tensor[B, Cout, H, W] (channels-last)."""
+def interpolate_pointwise_conv(
+    rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
+    residual_stride,
+):  # fmt: skip
+    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias + r)
+    -> Tensor[B, Cout, H, W] (channels-last); r = residual, or its 1x1 conv with residual_weight,
+    residual_bias at stride residual_stride where residual_weight is given."""
     h = mapped_interpolate(rows, row_map, mask, sigma, kernel_size)
+    if residual_weight is not None:
+        residual = F.conv2d(residual, residual_weight, residual_bias.to(h.dtype), residual_stride)
     out = (F.conv2d(h, weight, bias.to(h.dtype)) + residual).relu()
     return out.contiguous(memory_format=torch.channels_last)
 

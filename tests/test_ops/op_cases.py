@@ -142,17 +142,25 @@ def _tap_sum_case(stride, with_bias):
     return make
 
 
-def _interpolate_pointwise_case(kind, cout):
+def _interpolate_pointwise_case(kind, cout, downsample=False):
     """The interpolation of 6 channels from shuffled rows, then a 1x1 conv to ``cout`` channels (more
-    than one tile of outputs where cout > 64), bias, a channels-first residual and ReLU."""
+    than one tile of outputs where cout > 64), bias, a channels-first residual (or with
+    ``downsample`` the 1x1 stride-2 conv of a 20-channel map of twice the size, cropped) and ReLU."""
 
     def make(device, dtype):
         rows, row_map, mask, sigma, kernel_size, *_ = _mapped_interpolate_case(kind, 7, False)(device, dtype)
+        batch, _, height, width = mask.shape
         gen = torch.Generator().manual_seed(9)
         weight = (torch.randn(cout, rows.shape[1], 1, 1, generator=gen) / 2).to(device, dtype)
         bias = torch.randn(cout, generator=gen).to(device, dtype)
-        residual = torch.randn(mask.shape[0], cout, *mask.shape[2:], generator=gen).to(device, dtype)
-        return rows, row_map, mask, sigma, kernel_size, weight, bias, residual
+        if not downsample:
+            residual = torch.randn(batch, cout, height, width, generator=gen).to(device, dtype)
+            return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, None, None, 1
+        residual = torch.randn(batch, 20, 2 * height - 1, 2 * width, generator=gen).to(device, dtype)
+        residual_weight = (torch.randn(cout, 20, 1, 1, generator=gen) / 4).to(device, dtype)
+        residual_bias = torch.randn(cout, generator=gen).to(device, dtype)
+        conv_d = (residual_weight, residual_bias, 2)
+        return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, *conv_d
 
     return make
 
@@ -254,7 +262,8 @@ CASES = {
     'interpolate_pointwise_conv': {
         f'{kind}-cout{cout}': _interpolate_pointwise_case(kind, cout)
         for kind, cout in (('random', 40), ('border', 72), ('empty', 16))
-    },
+    }
+    | {'random-cout72-downsample': _interpolate_pointwise_case('random', 72, downsample=True)},
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
     'sample_masks': {
         **{

@@ -426,6 +426,11 @@ def test_bad_inputs_name_the_argument():
         sparse.interpolate_pointwise_conv(
             torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 3, 3), torch.zeros(2), x[:, :2]
         )
+    with pytest.raises(ValueError, match=r"output grid \[1, 3, 3\], not the mask's \[1, 5, 5\]"):
+        sparse.interpolate_pointwise_conv(
+            torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 1, 1), torch.zeros(2), x,
+            torch.randn(2, 3, 1, 1), torch.zeros(2), 2,
+        )  # fmt: skip
 
 
 @needs_ext

@@ -26,7 +26,7 @@ POINTERS = {
 FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}
 CONV = dict(KSIZE=3, DEFORM=False, OFFSET_TAPS=False, HAS_OFFB=False, HAS_SCALE=True, HAS_BIAS=True,
             RELU=True, IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
-POINTWISE = dict(KSIZE=7, IEEE=False, BLOCK_K=64, BLOCK_M=32, BLOCK_N=64)
+POINTWISE = dict(KSIZE=7, DOWNSAMPLE=False, IEEE=False, BLOCK_K=64, BLOCK_M=32, BLOCK_N=64)
 INTERP = dict(KSIZE=7, SIGMA_PTR=True, BLOCK_P=32, BLOCK_C=64)
 CASES = {
     'conv 3x3': (conv._sparse_conv_kernel, CONV, 'fp16'),
@@ -49,9 +49,9 @@ CASES = {
         'bf16',
     ),
     'interpolate + pointwise conv': (interpolation._interpolate_pointwise_kernel, POINTWISE, 'fp16'),
-    'interpolate + pointwise conv, fp32 (ieee)': (
+    'interpolate + pointwise conv + downsample, fp32 (ieee)': (
         interpolation._interpolate_pointwise_kernel,
-        dict(POINTWISE, IEEE=True, BLOCK_K=16, BLOCK_M=64),
+        dict(POINTWISE, DOWNSAMPLE=True, IEEE=True, BLOCK_K=16, BLOCK_M=64),
         'fp32',
     ),
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),

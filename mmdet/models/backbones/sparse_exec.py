@@ -10,10 +10,11 @@ dense-masked block output, positions with no sampled neighbour included.
 On the GPU path both masks come sampled and compacted by one kernel (``sample_masks``, with the
 maps the interpolations read), and the last two steps run the other way round (the
 dense-masked order) as one kernel: the interpolation of conv2's P channels, then conv3 densely
-with bias, identity and ReLU (``interpolate_pointwise_conv``: the interpolated map is never
-written). There the interpolation is bound by memory traffic, and filling 4P channels cost 5-7x
-a dense 1x1 conv (docs/benchmarks.md), while conv3's FLOPs are cheap; the GFLOPs counter still
-counts conv3 at mask2's density.
+with bias, identity (or the downsample's 1x1 conv of x) and ReLU (``interpolate_pointwise_conv``:
+the interpolated map and the downsampled identity are never written). There the interpolation
+is bound by memory traffic, and filling 4P channels cost 5-7x a dense 1x1 conv
+(docs/benchmarks.md), while conv3's FLOPs are cheap; the GFLOPs counter still counts conv3 at
+mask2's density.
 
 On the CPU, a plain convolution whose mask is denser than ``DENSE_FALLBACK_DENSITY`` runs
 densely (channels-last conv, then its rows are picked). The offset conv (3x3, Cin -> 18) runs on
@@ -280,15 +281,19 @@ def sparse_bottleneck_forward(
     else:
         rows2 = _conv_rows(block.conv2, 'conv2', h1, idx2, cnt2, mask2, scale2, bias2, True)
 
-    identity = x
-    if weight_d is not None:
-        conv_d = block.downsample[0]
-        identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)
-    if on_gpu_path(x):  # conv3 densely after the interpolation of conv2's P channels, one kernel
+    conv_d = None if weight_d is None else block.downsample[0]
+    pointwise_d = conv_d is None or (conv_d.kernel_size == (1, 1) and conv_d.padding == (0, 0))
+    if on_gpu_path(x) and pointwise_d:
+        # conv3 densely after the interpolation of conv2's P channels, with the downsample's
+        # 1x1 conv of x (ResNet's), one kernel
         if map2 is None:
             map2 = _row_map(idx2, cnt2, mask2.numel())
-        out = interpolate_pointwise_conv(rows2, map2, mask2, sigma2, kernel, weight3, bias3, identity)
-        return out, (cnt1, cnt2)
+        stride_d = 1 if conv_d is None else conv_d.stride[0]
+        args = (rows2, map2, mask2, sigma2, kernel, weight3, bias3, x, weight_d, bias_d, stride_d)
+        return interpolate_pointwise_conv(*args), (cnt1, cnt2)
+    identity = x
+    if conv_d is not None:
+        identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)
     rows3 = torch.mm(rows2, weight3.flatten(1).t())  # [N_max, 4P]
     out = sparse_interpolate(rows3, idx2, cnt2, mask2, sigma2, kernel, bias3, identity, relu=True)
     return out, (cnt1, cnt2)

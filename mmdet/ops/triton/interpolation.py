@@ -168,13 +168,20 @@ def _pointwise_configs():
     return configs if autotune_enabled() else configs[:1]
 
 
-@triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'KSIZE'])
+@triton.jit
+def _dot(a, b, acc, IEEE: tl.constexpr):
+    if IEEE:
+        return tl.dot(a, b, acc, input_precision='ieee')
+    return tl.dot(a, b, acc)
+
+
+@triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'Cin', 'KSIZE', 'DOWNSAMPLE'])
 @triton.jit
 def _interpolate_pointwise_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, w_ptr, bias_ptr, res_ptr, h_ptr, out_ptr,
-    H, W, C, Cout, smb, smh, smw, srb, src, srh, srw,
-    KSIZE: tl.constexpr, IEEE: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, w_ptr, bias_ptr, res_ptr, wd_ptr, bd_ptr, h_ptr, out_ptr,
+    H, W, C, Cout, Cin, smb, smh, smw, srb, src, srh, srw, res_stride,
+    KSIZE: tl.constexpr, DOWNSAMPLE: tl.constexpr, IEEE: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # 1. the interpolation of the C channels of a patch of BLOCK_M positions, BLOCK_K at a time,
     #    into h (rows [B*H*W, C] in the rows' dtype, as the interpolated map would be rounded):
@@ -192,8 +199,9 @@ def _interpolate_pointwise_kernel(
         tl.store(h_ptrs, h.to(h_ptr.dtype.element_ty), mask=pos_ok[:, None] & chan_ok[None, :])
     tl.debug_barrier()
     # 2. conv3 of those positions, every BLOCK_N-wide tile of the Cout outputs, with bias,
-    #    residual and ReLU
-    res_base = b * srb + y * srh + x * srw
+    #    the residual (read, or the downsample's 1x1 conv of the block input at the positions
+    #    times res_stride, with its bias) and ReLU
+    res_base = b * srb + y * res_stride * srh + x * res_stride * srw
     for n0 in range(0, Cout, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < Cout
@@ -206,22 +214,36 @@ def _interpolate_pointwise_kernel(
             # weight [Cout, C]: the [BLOCK_K, BLOCK_N] slice of its transpose
             w_ptrs = w_ptr + cols[None, :] * C + chans[:, None]
             wt = tl.load(w_ptrs, mask=chan_ok[:, None] & col_ok[None, :], other=0)
-            if IEEE:
-                acc = tl.dot(a, wt, acc, input_precision='ieee')
-            else:
-                acc = tl.dot(a, wt, acc)
+            acc = _dot(a, wt, acc, IEEE)
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         tile_ok = pos_ok[:, None] & col_ok[None, :]
-        res = tl.load(res_ptr + res_base[:, None] + cols[None, :] * src, mask=tile_ok, other=0)
-        acc = tl.maximum(acc + res.to(tl.float32), 0.0)
+        if DOWNSAMPLE:
+            for k0 in range(0, Cin, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                k_ok = ks < Cin
+                x_ptrs = res_ptr + res_base[:, None] + ks[None, :] * src
+                xs = tl.load(x_ptrs, mask=pos_ok[:, None] & k_ok[None, :], other=0)
+                wd_ptrs = wd_ptr + cols[None, :] * Cin + ks[:, None]
+                wd = tl.load(wd_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0)
+                acc = _dot(xs, wd, acc, IEEE)
+            acc += tl.load(bd_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
+        else:
+            res = tl.load(res_ptr + res_base[:, None] + cols[None, :] * src, mask=tile_ok, other=0)
+            acc += res.to(tl.float32)
+        acc = tl.maximum(acc, 0.0)
         out_ptrs = out_ptr + pos[:, None] * Cout + cols[None, :]
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
 
 
-def interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, bias, residual):
+def interpolate_pointwise_conv(
+    rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
+    residual_stride,
+):  # fmt: skip
     """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
-    residual) in one kernel: rows [N_max, C], weight [Cout, C, 1, 1], bias [Cout], residual
-    [B, Cout, H, W], sigma a float32 0-dim tensor -> Tensor[B, Cout, H, W] (channels-last)."""
+    r) in one kernel: rows [N_max, C], weight [Cout, C, 1, 1], bias [Cout], sigma a float32 0-dim
+    tensor; r = residual [B, Cout, H, W], or with residual_weight [Cout, Cin, 1, 1] the 1x1 conv of
+    residual [B, Cin, H', W'] with residual_bias [Cout] at stride residual_stride -> Tensor[B, Cout,
+    H, W] (channels-last)."""
     batch, _, height, width = mask.shape
     channels, cout = rows.shape[1], weight.shape[0]
     out = torch.empty(
@@ -234,10 +256,19 @@ def interpolate_pointwise_conv(rows, row_map, mask, sigma, kernel_size, weight, 
     def grid(meta):
         return (patches(batch, height, width, meta['BLOCK_M'], TILE_W.value),)
 
+    downsample = residual_weight is not None
+    cin = residual.shape[1]
+    conv_d = (out, out, 1)  # pointers never read without a downsample
+    if downsample:
+        residual = residual.contiguous(memory_format=torch.channels_last)  # channel stride 1
+        weight_d = residual_weight.reshape(cout, cin).contiguous()
+        conv_d = (weight_d, residual_bias.contiguous(), residual_stride)
     _interpolate_pointwise_kernel[grid](
         rows.contiguous(), row_map, mask, sigma.reshape(1), weight.reshape(cout, channels).contiguous(),
-        bias.contiguous(), residual, interpolated, out,
-        height, width, channels, cout, mask.stride(0), mask.stride(2), mask.stride(3), *residual.stride(),
-        KSIZE=kernel_size, IEEE=rows.dtype == torch.float32, BLOCK_K=block_size(channels, 16, 64),
+        bias.contiguous(), residual, *conv_d[:2], interpolated, out,
+        height, width, channels, cout, cin, mask.stride(0), mask.stride(2), mask.stride(3),
+        *residual.stride(), conv_d[2],
+        KSIZE=kernel_size, DOWNSAMPLE=downsample, IEEE=rows.dtype == torch.float32,
+        BLOCK_K=block_size(channels, 16, 64),
     )  # fmt: skip
     return out
