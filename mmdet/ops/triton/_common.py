@@ -40,3 +40,12 @@ def patch(program, H, W, BLOCK: tl.constexpr, TILE_W: tl.constexpr):
     y = (tile // tiles_w) * (BLOCK // TILE_W) + i // TILE_W
     x = (tile % tiles_w) * TILE_W + i % TILE_W
     return b, y, x, (y < H) & (x < W), (b * H + y) * W + x
+
+
+@triton.jit
+def dot(a, b, acc, IEEE: tl.constexpr):
+    """acc + a @ b by ``tl.dot``, in full float32 precision where IEEE (float32 features: the
+    default would round them to TF32)."""
+    if IEEE:
+        return tl.dot(a, b, acc, input_precision='ieee')
+    return tl.dot(a, b, acc)

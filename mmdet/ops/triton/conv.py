@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ..cache import cached
-from ._common import autotune_enabled, block_size
+from ._common import autotune_enabled, block_size, dot
 from .tap_conv import tap_sum_at
 
 
@@ -129,10 +129,7 @@ def _sparse_conv_kernel(
                 mask=(ks[:, None] < Cin) & col_ok[None, :],
                 other=0,
             )
-            if IEEE:
-                acc = tl.dot(a, wt, acc, input_precision='ieee')
-            else:
-                acc = tl.dot(a, wt, acc)
+            acc = dot(a, wt, acc, IEEE)
     if HAS_SCALE:
         acc *= tl.load(scale_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
     if HAS_BIAS:

@@ -10,13 +10,15 @@ pass writes no intermediate buffer and needs one launch (a separable row pass + 
 needs two and a dense [B*H*W, C] buffer between them). ``sparse_interpolate`` builds the map from (indices,
 count) with one scatter kernel whose programs past ``count`` return at once, so nothing syncs
 with the host; ``mapped_interpolate`` takes the map ``sample_masks`` wrote.
+``interpolate_pointwise_conv`` follows the interpolation with a 1x1 conv in the same kernel (the
+GPU path's conv3 with its bias, residual or downsample, and ReLU).
 """
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_enabled, block_size, patch, patches
+from ._common import autotune_enabled, block_size, dot, patch, patches
 
 SCATTER_BLOCK = 1024
 TILE_W = tl.constexpr(8)  # the width of a program's tile of positions (its height: BLOCK_P / 8)
@@ -168,13 +170,6 @@ def _pointwise_configs():
     return configs if autotune_enabled() else configs[:1]
 
 
-@triton.jit
-def _dot(a, b, acc, IEEE: tl.constexpr):
-    if IEEE:
-        return tl.dot(a, b, acc, input_precision='ieee')
-    return tl.dot(a, b, acc)
-
-
 @triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'Cin', 'KSIZE', 'DOWNSAMPLE'])
 @triton.jit
 def _interpolate_pointwise_kernel(
@@ -214,7 +209,7 @@ def _interpolate_pointwise_kernel(
             # weight [Cout, C]: the [BLOCK_K, BLOCK_N] slice of its transpose
             w_ptrs = w_ptr + cols[None, :] * C + chans[:, None]
             wt = tl.load(w_ptrs, mask=chan_ok[:, None] & col_ok[None, :], other=0)
-            acc = _dot(a, wt, acc, IEEE)
+            acc = dot(a, wt, acc, IEEE)
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         tile_ok = pos_ok[:, None] & col_ok[None, :]
         if DOWNSAMPLE:
@@ -225,7 +220,7 @@ def _interpolate_pointwise_kernel(
                 xs = tl.load(x_ptrs, mask=pos_ok[:, None] & k_ok[None, :], other=0)
                 wd_ptrs = wd_ptr + cols[None, :] * Cin + ks[:, None]
                 wd = tl.load(wd_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0)
-                acc = _dot(xs, wd, acc, IEEE)
+                acc = dot(xs, wd, acc, IEEE)
             acc += tl.load(bd_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         else:
             res = tl.load(res_ptr + res_base[:, None] + cols[None, :] * src, mask=tile_ok, other=0)
