@@ -175,6 +175,56 @@ def test_mask_density_container():
         at_once.update_all([(full, full, None)])
 
 
+def _copies(fn):
+    """The number of operators in ``fn()`` that read a CPU tensor and write one on another device
+    (host-to-device copies)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class Copies(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+            outputs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+            if any(t.device.type == 'cpu' for t in inputs) and any(t.device.type != 'cpu' for t in outputs):
+                Copies.count += 1
+            return out
+
+    with Copies():
+        fn()
+    return Copies.count
+
+
+def test_mask_density_update_copies_nothing_from_the_host_once_warm():
+    """After a first forward's update, one with the same sizes copies nothing to the device (a
+    CUDA graph could not capture it otherwise); masks on the meta device stand in for a GPU's."""
+    density = MaskDensity(2)
+    masks = [torch.ones(1, 1, 4, 4, device='meta'), torch.zeros(1, 1, 2, 2, device='meta')]
+    counts = torch.ones(2, dtype=torch.int32, device='meta')
+    records = [(*masks, counts), (*masks, counts)]
+    assert _copies(lambda: density.update_all(records)) > 0  # the accumulators and the scales move
+    assert _copies(lambda: density.update_all(records)) == 0
+    records = [(torch.ones(1, 1, 6, 6, device='meta'), masks[1], counts)] * 2  # new sizes: new scales
+    assert _copies(lambda: density.update_all(records)) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_mask_density_update_is_captured_by_a_cuda_graph():
+    density = MaskDensity(1)
+    mask = torch.ones(2, 1, 4, 4, device='cuda')
+    records = [(mask, mask, None)]
+    density.update_all(records)  # warm: accumulators and scales on the GPU
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        density.update_all(records)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert density.num_images == 4 and density.per_block() == [pytest.approx((1.0, 1.0))]
+
+
 def test_sparse_loss_value():
     model = tiny(sparse_loss_weight=0.2).train()
     blocks = model.sparse_blocks()

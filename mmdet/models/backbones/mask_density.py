@@ -14,12 +14,17 @@ class MaskDensity:
     counts of ``active_positions``, so that they need not be counted again); ``per_block()``
     gives the mean over images, ``[(d1, d2)]`` one pair per block; ``all_reduce()`` sums the
     counts over ranks.
+
+    Once the accumulators are on the masks' device and their sizes were seen, an update copies
+    nothing from the host (so a CUDA graph can capture a forward that updates the densities:
+    a host-to-device copy synchronises, which capture forbids).
     """
 
     def __init__(self, num_blocks):
         if not isinstance(num_blocks, int) or num_blocks <= 0:
             raise ValueError(f'MaskDensity: num_blocks must be a positive int, got {num_blocks!r}')
         self.num_blocks = num_blocks
+        self._scales = {}  # (device, the masks' sizes h w) -> float64 Tensor of 1 / (h w)
         self.reset()
 
     def reset(self):
@@ -61,9 +66,16 @@ class MaskDensity:
         ]
         with torch.no_grad():  # per image: sampled / h w, so the batch adds (all sampled) / h w
             sampled = torch.cat([(torch.count_nonzero(m) if c is None else c).reshape(1) for m, c in masks])
-            scale = torch.tensor([1 / m[0].numel() for m, _ in masks], dtype=torch.float64).to(device)
-            self.sums[rows].view(-1).addcmul_(sampled.to(torch.float64), scale)
+            self.sums[rows].view(-1).addcmul_(sampled.to(torch.float64), self._scale(masks, device))
             self.counts[rows] += records[0][0].shape[0]
+
+    def _scale(self, masks, device) -> torch.Tensor:
+        """float64 Tensor[len(masks)] on device: 1 / (h w) of each (mask, counts) pair's mask, made
+        once per device and sizes."""
+        key = (device, tuple(mask[0].numel() for mask, _ in masks))
+        if key not in self._scales:
+            self._scales[key] = torch.tensor([1 / n for n in key[1]], dtype=torch.float64).to(device)
+        return self._scales[key]
 
     def all_reduce(self):
         """Sum the accumulators over all ranks (no-op without an initialised process group)."""
