@@ -71,11 +71,18 @@ class MaskDensity:
 
     def _scale(self, masks, device) -> torch.Tensor:
         """float64 Tensor[len(masks)] on device: 1 / (h w) of each (mask, counts) pair's mask, made
-        once per device and sizes."""
-        key = (device, tuple(mask[0].numel() for mask, _ in masks))
-        if key not in self._scales:
-            self._scales[key] = torch.tensor([1 / n for n in key[1]], dtype=torch.float64).to(device)
-        return self._scales[key]
+        once per device and sizes; traced code (torch.compile, torch.export) makes it in the graph,
+        where the sizes may be symbolic (a cache keyed by them would specialise the graph)."""
+        sizes = tuple(mask[0].numel() for mask, _ in masks)
+
+        def scale():
+            return torch.tensor([1 / n for n in sizes], dtype=torch.float64).to(device)
+
+        if torch.compiler.is_compiling():
+            return scale()
+        if (device, sizes) not in self._scales:
+            self._scales[device, sizes] = scale()
+        return self._scales[device, sizes]
 
     def all_reduce(self):
         """Sum the accumulators over all ranks (no-op without an initialised process group)."""
