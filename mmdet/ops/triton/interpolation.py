@@ -170,6 +170,23 @@ def _pointwise_configs():
     return configs if autotune_enabled() else configs[:1]
 
 
+@triton.jit
+def _pointwise_tile(
+    acc, a_ptr, a_rows, a_col, rows_ok, w_ptr, K, cols, col_ok, IEEE: tl.constexpr, BLOCK_K: tl.constexpr
+):  # fmt: skip
+    """acc + A @ W^T for one output tile: A's rows start at a_ptr + a_rows (K channels, a_col
+    apart), W is [Cout, K] row-major and ``cols`` the tile's output channels."""
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        a = tl.load(
+            a_ptr + a_rows[:, None] + ks[None, :] * a_col, mask=rows_ok[:, None] & k_ok[None, :], other=0
+        )
+        wt = tl.load(w_ptr + cols[None, :] * K + ks[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0)
+        acc = dot(a, wt, acc, IEEE)
+    return acc
+
+
 @triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'Cin', 'KSIZE', 'DOWNSAMPLE'])
 @triton.jit
 def _interpolate_pointwise_kernel(
@@ -201,26 +218,13 @@ def _interpolate_pointwise_kernel(
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < Cout
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for c0 in range(0, C, BLOCK_K):
-            chans = c0 + tl.arange(0, BLOCK_K)
-            chan_ok = chans < C
-            a_ok = pos_ok[:, None] & chan_ok[None, :]
-            a = tl.load(h_ptr + pos[:, None] * C + chans[None, :], mask=a_ok, other=0)
-            # weight [Cout, C]: the [BLOCK_K, BLOCK_N] slice of its transpose
-            w_ptrs = w_ptr + cols[None, :] * C + chans[:, None]
-            wt = tl.load(w_ptrs, mask=chan_ok[:, None] & col_ok[None, :], other=0)
-            acc = dot(a, wt, acc, IEEE)
+        acc = _pointwise_tile(acc, h_ptr, pos * C, 1, pos_ok, w_ptr, C, cols, col_ok, IEEE, BLOCK_K)
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         tile_ok = pos_ok[:, None] & col_ok[None, :]
         if DOWNSAMPLE:
-            for k0 in range(0, Cin, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                k_ok = ks < Cin
-                x_ptrs = res_ptr + res_base[:, None] + ks[None, :] * src
-                xs = tl.load(x_ptrs, mask=pos_ok[:, None] & k_ok[None, :], other=0)
-                wd_ptrs = wd_ptr + cols[None, :] * Cin + ks[:, None]
-                wd = tl.load(wd_ptrs, mask=k_ok[:, None] & col_ok[None, :], other=0)
-                acc = dot(xs, wd, acc, IEEE)
+            acc = _pointwise_tile(
+                acc, res_ptr, res_base, src, pos_ok, wd_ptr, Cin, cols, col_ok, IEEE, BLOCK_K
+            )
             acc += tl.load(bd_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         else:
             res = tl.load(res_ptr + res_base[:, None] + cols[None, :] * src, mask=tile_ok, other=0)
