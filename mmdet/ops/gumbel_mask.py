@@ -104,10 +104,11 @@ def sample_masks(
     stochastic: bool,
     draw: SamplingDraw,
     given: tuple[torch.Tensor, torch.Tensor] | None = None,
+    conv1: tuple | None = None,
 ):
-    """Both eval masks of a block from the tap GEMM of its two 3x3 mask convs, and their compaction
-    (the GPU path: one kernel instead of a tap sum, a sigmoid, noise, two ``eval_mask`` and two
-    compactions).
+    """Both eval masks of a block from the tap GEMM of its two 3x3 mask convs, their rows, and the
+    block's conv1 at mask1's active positions (the GPU path: one kernel instead of a tap sum, a
+    sigmoid, noise, two ``eval_mask``, two compactions and conv1).
 
     taps: Tensor[B, H, W, 18] (column 2 t + o holds tap t = 3 i + j of mask conv o, as
     ``mmdet.ops.tap_conv``; its rows may be wider, e.g. a slice of a larger GEMM); bias: float32
@@ -116,11 +117,16 @@ def sample_masks(
     Gumbel noise u = ``uniform_noise(draw.seed, 2 (n1 + n2))`` viewed as [2, n1 + n2] (n_o = B h_o
     w_o, mask1's first), else mask = p >= 0.5; draw: the block's ``SamplingDraw`` (its counts zero,
     on taps' device); given: None, or (mask1, mask2) taken instead of sampling (p still computed,
-    the masks compacted). Returns (p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2):
-    p_o = sigmoid(logit) and mask_o (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype;
-    indices_o int32 [n_o], its first counts[o] entries the positions with mask_o > 0, each once, in
-    an unspecified order; counts: draw.counts, now holding them; map_o int32 [n_o], each position's
-    entry in indices_o, -1 where mask_o is 0.
+    the masks compacted); conv1: None, or (x, weight, scale, bias): the block input x Tensor[B,
+    Cin, H, W] (the taps' grid) and conv1 (1x1, mask1's stride) as weight Tensor[P, Cin] in x's
+    dtype with its BatchNorm folded into scale, bias Tensor[P]. Returns (p1, mask1, p2, mask2,
+    indices1, indices2, counts, map1, map2, rows1): p_o = sigmoid(logit) and mask_o
+    (``eval_mask``'s) Tensor[B, 1, h_o, w_o] in taps' dtype; counts: draw.counts, now holding the
+    numbers of positions with mask_o > 0; map_o int32 [n_o], the row of each such position, -1
+    elsewhere; indices_o int32 [n_o], the position of each row: for mask2 its first counts[1]
+    entries, each active position once, in an unspecified order; for mask1 at the rows map1 names
+    (the others unspecified); rows1: None without conv1, else Tensor[n1, P] in x's dtype, relu(scale
+    * conv1(x) + bias) at the rows map1 names (the others unspecified).
     """
     if (
         not isinstance(taps, torch.Tensor)
@@ -152,11 +158,32 @@ def sample_masks(
             f'sample_masks: expected given masks of shapes {shapes} on {taps.device}, got '
             f'{[_describe(m) for m in given] if isinstance(given, tuple | list) else _describe(given)}'
         )
+    if conv1 is not None:
+        _check_conv1(conv1, taps)
     args = (*map(float, temperatures), grid_interval or 0, *strides, bool(stochastic) and given is None)
-    p1, mask1, p2, mask2, indices1, indices2, map1, map2 = library.call(
-        'sample_masks', taps, bias, seed, counts, *(given or (None, None)), *args
+    p1, mask1, p2, mask2, indices1, indices2, map1, map2, rows1 = library.call(
+        'sample_masks', taps, bias, seed, counts, *(given or (None, None)), *args, *(conv1 or (None,) * 4)
     )
-    return p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2
+    return p1, mask1, p2, mask2, indices1, indices2, counts, map1, map2, None if conv1 is None else rows1
+
+
+def _check_conv1(conv1, taps):
+    """conv1 = (x [B, Cin, H, W] on taps' grid, weight [P, Cin] in x's dtype, scale [P], bias [P])."""
+    if not (isinstance(conv1, tuple) and len(conv1) == 4):
+        raise TypeError(
+            f'sample_masks: conv1 must be a tuple (x, weight, scale, bias), got {type(conv1).__name__}'
+        )
+    x, weight, scale, bias = conv1
+    check_tensor('conv1 x', x, taps.device, ndim=4)
+    if x.shape[0] != taps.shape[0] or x.shape[2:] != taps.shape[1:3]:
+        raise ValueError(
+            f'sample_masks: conv1 x must be the block input on the taps grid {list(taps.shape[:3])} '
+            f'([B, H, W]), got shape {tuple(x.shape)}'
+        )
+    check_tensor('conv1 weight', weight, taps.device, ndim=2, dtypes=(x.dtype,))
+    check_tensor('conv1 weight', weight, shape=(weight.shape[0], x.shape[1]))
+    for name, t in (('conv1 scale', scale), ('conv1 bias', bias)):
+        check_tensor(name, t, taps.device, shape=(weight.shape[0],))
 
 
 def _describe(t) -> str:

@@ -88,14 +88,15 @@ SCHEMAS = {
     ),
     'interpolate_pointwise_conv': (
         '(Tensor rows, Tensor row_map, Tensor mask, Tensor sigma, int kernel_size, Tensor weight, '
-        'Tensor bias, Tensor residual, Tensor? residual_weight, Tensor? residual_bias, int residual_stride) '
-        '-> Tensor'
+        'Tensor bias, Tensor residual, Tensor? residual_weight, Tensor? residual_bias, int residual_stride, '
+        'Tensor? taps_weight) -> (Tensor, Tensor)'
     ),
     'eval_mask': '(Tensor p, Tensor u, float temperature, int grid_interval) -> Tensor',
     'sample_masks': (
         '(Tensor taps, Tensor bias, Tensor seed, Tensor(a!) counts, Tensor? given1, Tensor? given2, '
         'float temperature1, float temperature2, int grid_interval, int stride1, int stride2, '
-        'bool stochastic) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
+        'bool stochastic, Tensor? x, Tensor? weight1, Tensor? scale1, Tensor? bias1) '
+        '-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)'
     ),
     'roi_align': (
         '(Tensor input, Tensor rois, float spatial_scale, int output_size, int sampling_ratio, '
@@ -276,10 +277,11 @@ def _fake_sparse_tap_conv(x, weight, bias, indices, count, stride):
 
 def _fake_interpolate_pointwise_conv(
     rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
-    residual_stride,
+    residual_stride, taps_weight,
 ):  # fmt: skip
-    shape = (mask.shape[0], weight.shape[0], *mask.shape[2:])
-    return rows.new_empty(shape).contiguous(memory_format=torch.channels_last)
+    batch, _, height, width = mask.shape
+    out = rows.new_empty(batch, weight.shape[0], height, width).contiguous(memory_format=torch.channels_last)
+    return out, rows.new_empty(batch, height, width, 0 if taps_weight is None else taps_weight.shape[0])
 
 
 def _fake_eval_mask(p, u, temperature, grid_interval):
@@ -288,14 +290,16 @@ def _fake_eval_mask(p, u, temperature, grid_interval):
 
 def _fake_sample_masks(
     taps, bias, seed, counts, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2,
-    stochastic,
+    stochastic, x, weight1, scale1, bias1,
 ):  # fmt: skip
     batch, height, width = taps.shape[:3]
     p, index = [], []
     for stride in (stride1, stride2):
         p.append(taps.new_empty(batch, 1, (height - 1) // stride + 1, (width - 1) // stride + 1))
         index.append(taps.new_empty(p[-1].numel(), dtype=torch.int32))
-    return p[0], torch.empty_like(p[0]), p[1], torch.empty_like(p[1]), *index, *map(torch.empty_like, index)
+    rows1 = taps.new_empty(0, 0) if x is None else x.new_empty(p[0].numel(), weight1.shape[0])
+    masks = (p[0], torch.empty_like(p[0]), p[1], torch.empty_like(p[1]))
+    return *masks, *index, *map(torch.empty_like, index), rows1
 
 
 def _fake_roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned):

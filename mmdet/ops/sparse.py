@@ -207,18 +207,22 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
 
 def interpolate_pointwise_conv(
     rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight=None, residual_bias=None,
-    residual_stride=1,
-) -> torch.Tensor:  # fmt: skip
+    residual_stride=1, taps_weight=None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
     r): a bottleneck's last step on the GPU path (conv3 after the interpolation of conv2's rows,
-    its downsample's conv too), one Triton kernel on CUDA (the interpolated map, and the
-    downsampled identity, are never written), PyTorch elsewhere.
+    its downsample's conv too, and the next block's mask-tap GEMM of the result), one Triton
+    kernel on CUDA (the interpolated map, and the downsampled identity, are never written),
+    PyTorch elsewhere.
 
     rows: [N_max, C]; row_map, mask, sigma, kernel_size as ``mapped_interpolate``; weight
     [Cout, C, 1, 1]; bias [Cout]; r = residual [B, Cout, H, W], or with residual_weight
     [Cout, Cin, 1, 1] and residual_bias [Cout] the 1x1 conv (stride ``residual_stride``, no
-    padding) of residual [B, Cin, H', W'] whose output grid is mask's. Returns Tensor[B, Cout,
-    H, W] (channels-last) in rows' dtype.
+    padding) of residual [B, Cin, H', W'] whose output grid is mask's; taps_weight: None, or a
+    tap-major GEMM weight [T, Cout] (``mmdet.ops.tap_conv.tap_gemm_weight``). Returns (out
+    Tensor[B, Cout, H, W] (channels-last), taps Tensor[B, H, W, T] = out's rows times
+    taps_weight, as ``tap_gemms`` makes them from out, or None without taps_weight), in rows'
+    dtype.
     """
     check_tensor('row_map', row_map, rows.device, dtypes=(torch.int32,), shape=(mask.numel(),))
     sigma = _check_interpolate(rows, mask, sigma, kernel_size, None, None)
@@ -243,7 +247,12 @@ def interpolate_pointwise_conv(
                 f'residual: a 1x1 conv at stride {residual_stride} of shape {tuple(residual.shape)} has '
                 f"the output grid {[residual.shape[0], *grid]}, not the mask's {[batch, height, width]}"
             )
-    return library.call(
+    if taps_weight is not None:
+        check_tensor('taps_weight', taps_weight, rows.device, ndim=2)
+        check_tensor('taps_weight', taps_weight, shape=(taps_weight.shape[0], cout))
+        same_dtype('taps_weight', taps_weight, rows)
+    out, taps = library.call(
         'interpolate_pointwise_conv', rows, row_map, mask, sigma, kernel_size, weight, bias, residual,
-        residual_weight, residual_bias, residual_stride,
+        residual_weight, residual_bias, residual_stride, taps_weight,
     )  # fmt: skip
+    return out, None if taps_weight is None else taps

@@ -149,16 +149,22 @@ def sparse_tap_conv(x, weight, bias, indices, count, stride=1) -> torch.Tensor:
 
 def interpolate_pointwise_conv(
     rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
-    residual_stride,
+    residual_stride, taps_weight,
 ):  # fmt: skip
-    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias + r)
-    -> Tensor[B, Cout, H, W] (channels-last); r = residual, or its 1x1 conv with residual_weight,
-    residual_bias at stride residual_stride where residual_weight is given."""
+    """(out, taps): out = relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size),
+    weight) + bias + r) -> Tensor[B, Cout, H, W] (channels-last), r = residual, or its 1x1 conv
+    with residual_weight, residual_bias at stride residual_stride where residual_weight is given;
+    taps = out's channels-last rows times taps_weight [T, Cout] -> Tensor[B, H, W, T] (T = 0
+    where taps_weight is None)."""
     h = mapped_interpolate(rows, row_map, mask, sigma, kernel_size)
     if residual_weight is not None:
         residual = F.conv2d(residual, residual_weight, residual_bias.to(h.dtype), residual_stride)
     out = (F.conv2d(h, weight, bias.to(h.dtype)) + residual).relu()
-    return out.contiguous(memory_format=torch.channels_last)
+    out = out.contiguous(memory_format=torch.channels_last)
+    out_rows = out.permute(0, 2, 3, 1)  # [B, H, W, Cout], a view
+    if taps_weight is None:
+        taps_weight = out.new_empty(0, out.shape[1])
+    return out, torch.mm(out_rows.reshape(-1, out.shape[1]), taps_weight.t()).view(*out_rows.shape[:3], -1)
 
 
 def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
@@ -173,12 +179,13 @@ def eval_mask(p, u, temperature, grid_interval) -> torch.Tensor:
 
 def sample_masks(
     taps, bias, seed, counts, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2,
-    stochastic,
+    stochastic, x, weight1, scale1, bias1,
 ):  # fmt: skip
     """taps: [B, H, W, 18] (the two mask convs' tap GEMM), bias: float32 [2], seed: int32 [1],
-    counts: int32 [2] (set to the masks' counts), given masks or None -> (p1, mask1, p2, mask2,
-    indices1, indices2, map1, map2) of ``mmdet.ops.gumbel_mask.sample_masks``; here the indices are
-    ascending, zeros past the count."""
+    counts: int32 [2] (set to the masks' counts), given masks or None, x and conv1's weight1,
+    scale1, bias1 or None -> (p1, mask1, p2, mask2, indices1, indices2, map1, map2, rows1) of
+    ``mmdet.ops.gumbel_mask.sample_masks``; here mask1's row of each position is the position
+    itself (rows1 conv1 at every position), mask2's rows are ascending, zeros past the count."""
     strides, temperatures, given = (stride1, stride2), (temperature1, temperature2), (given1, given2)
     shapes = [(taps.shape[0], 1, -(-taps.shape[1] // s), -(-taps.shape[2] // s)) for s in strides]
     noise_numel = sum(math.prod(shape) for shape in shapes)
@@ -200,9 +207,13 @@ def sample_masks(
                 mask = mask.masked_fill(grid_prior(*p_o.shape[-2:], grid_interval, p_o.device), 1.0)
         active = (mask.reshape(-1) > 0).nonzero().reshape(-1)
         index = torch.zeros(numel, dtype=torch.int32, device=taps.device)
-        index[: active.numel()] = active.to(torch.int32)
         row_map = torch.full((numel,), -1, dtype=torch.int32, device=taps.device)
-        row_map[active] = torch.arange(active.numel(), dtype=torch.int32, device=taps.device)
+        if o == 0:  # each position its own row
+            index = torch.arange(numel, dtype=torch.int32, device=taps.device)
+            row_map[active] = active.to(torch.int32)
+        else:
+            index[: active.numel()] = active.to(torch.int32)
+            row_map[active] = torch.arange(active.numel(), dtype=torch.int32, device=taps.device)
         p.append(p_o)
         masks.append(mask)
         indices.append(index)
@@ -210,7 +221,12 @@ def sample_masks(
         maps.append(row_map)
         start += numel
     counts.copy_(torch.tensor(active_counts, dtype=torch.int32))
-    return p[0], masks[0], p[1], masks[1], indices[0], indices[1], maps[0], maps[1]
+    rows1 = taps.new_empty(0, 0)
+    if x is not None:
+        conv1 = F.conv2d(x.float(), weight1.float()[:, :, None, None], stride=stride1)
+        conv1 = (conv1 * scale1.float()[:, None, None] + bias1.float()[:, None, None]).relu()
+        rows1 = conv1.permute(0, 2, 3, 1).reshape(-1, weight1.shape[0]).to(x.dtype)
+    return p[0], masks[0], p[1], masks[1], indices[0], indices[1], maps[0], maps[1], rows1
 
 
 def roi_align(input, rois, spatial_scale, output_size, sampling_ratio, aligned) -> torch.Tensor:

@@ -45,21 +45,29 @@ def tap_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = 
     return tap_gemms(x, [(weight, bias)])[0]
 
 
-def tap_gemms(x: torch.Tensor, convs) -> list:
+def tap_gemms(x: torch.Tensor, convs, taps: torch.Tensor | None = None) -> list:
     """``tap_gemm`` of several 3x3 convs of x as one GEMM (one read of x, one launch): convs
     [(weight Tensor[Cout_i, Cin, 3, 3], bias Tensor[Cout_i] or None)] -> [(taps_i, bias_i)], taps_i
     the column slice Tensor[B, H, W, 9 Cout_i] of the GEMM's rows (as ``tap_gemm``'s, rows of one
-    wider stride), the concatenated weight cached on the first conv's weight."""
+    wider stride). taps: None, or the GEMM made already (x's rows times ``tap_gemm_weight(convs)``,
+    Tensor[B, H, W, 9 sum Cout_i]: the block before made it in its last kernel), then only sliced."""
     params = [_gemm_params(weight, bias) for weight, bias in convs]
-    weights = [weight for weight, _ in params]
-    gemm_weight = weights[0]
-    if len(weights) > 1:
-        gemm_weight = cached(convs[0][0], '_sai_tap_gemms', weights, lambda: torch.cat(weights))
-    taps, start, out = _taps(x, gemm_weight), 0, []
+    if taps is None:
+        taps = _taps(x, tap_gemm_weight(convs))
+    start, out = 0, []
     for weight, bias32 in params:
         out.append((taps[..., start : start + weight.shape[0]], bias32))
         start += weight.shape[0]
     return out
+
+
+def tap_gemm_weight(convs) -> torch.Tensor:
+    """The weight Tensor[9 sum Cout_i, Cin] of ``tap_gemms(x, convs)``'s one GEMM: the convs'
+    tap-major weights one after the other, cached on the first conv's weight."""
+    weights = [_gemm_params(weight, bias)[0] for weight, bias in convs]
+    if len(weights) == 1:
+        return weights[0]
+    return cached(convs[0][0], '_sai_tap_gemms', weights, lambda: torch.cat(weights))
 
 
 def sparse_tap_conv3x3(

@@ -142,10 +142,11 @@ def _tap_sum_case(stride, with_bias):
     return make
 
 
-def _interpolate_pointwise_case(kind, cout, downsample=False):
+def _interpolate_pointwise_case(kind, cout, downsample=False, taps=0):
     """The interpolation of 6 channels from shuffled rows, then a 1x1 conv to ``cout`` channels (more
     than one tile of outputs where cout > 64), bias, a channels-first residual (or with
-    ``downsample`` the 1x1 stride-2 conv of a 20-channel map of twice the size, cropped) and ReLU."""
+    ``downsample`` the 1x1 stride-2 conv of a 20-channel map of twice the size, cropped) and ReLU;
+    with ``taps`` the output's GEMM with a [taps, cout] weight (the next block's mask taps)."""
 
     def make(device, dtype):
         rows, row_map, mask, sigma, kernel_size, *_ = _mapped_interpolate_case(kind, 7, False)(device, dtype)
@@ -153,14 +154,15 @@ def _interpolate_pointwise_case(kind, cout, downsample=False):
         gen = torch.Generator().manual_seed(9)
         weight = (torch.randn(cout, rows.shape[1], 1, 1, generator=gen) / 2).to(device, dtype)
         bias = torch.randn(cout, generator=gen).to(device, dtype)
+        taps_weight = (torch.randn(taps, cout, generator=gen) / 4).to(device, dtype) if taps else None
         if not downsample:
             residual = torch.randn(batch, cout, height, width, generator=gen).to(device, dtype)
-            return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, None, None, 1
+            return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, None, None, 1, taps_weight
         residual = torch.randn(batch, 20, 2 * height - 1, 2 * width, generator=gen).to(device, dtype)
         residual_weight = (torch.randn(cout, 20, 1, 1, generator=gen) / 4).to(device, dtype)
         residual_bias = torch.randn(cout, generator=gen).to(device, dtype)
         conv_d = (residual_weight, residual_bias, 2)
-        return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, *conv_d
+        return rows, row_map, mask, sigma, kernel_size, weight, bias, residual, *conv_d, taps_weight
 
     return make
 
@@ -175,7 +177,9 @@ def _eval_mask_case(grid_interval):
     return make
 
 
-def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9, 11)):
+def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9, 11), planes=0):
+    """With ``planes``, conv1 (5 -> planes channels, mask1's stride) of a channels-last block input."""
+
     def make(device, dtype):
         gen = torch.Generator().manual_seed(8)
         taps = torch.randn(2, *size, 18, generator=gen) / 3  # logits of std 1: p spread over (0, 1)
@@ -184,6 +188,12 @@ def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9,
         seed = torch.tensor([123457], dtype=torch.int32, device=device)
         counts = torch.zeros(2, dtype=torch.int32, device=device)  # the op adds to them: new ones each case
         masks = [make_mask('random', 2, h, w, gen, device).to(dtype) if given else None for h, w in shapes]
+        conv1 = (None,) * 4
+        if planes:
+            x = torch.randn(2, 5, *size, generator=gen).contiguous(memory_format=torch.channels_last)
+            weight = torch.randn(planes, 5, generator=gen) / 2
+            scale, shift = torch.rand(planes, generator=gen) + 0.5, torch.randn(planes, generator=gen)
+            conv1 = (x.to(device, dtype), weight.to(device, dtype), scale.to(device), shift.to(device))
         return (
             taps.to(device, dtype),
             bias.to(device),
@@ -195,6 +205,7 @@ def _sample_masks_case(strides, grid_interval, stochastic, given=False, size=(9,
             grid_interval,
             *strides,
             stochastic,
+            *conv1,
         )
 
     return make
@@ -259,27 +270,25 @@ CASES = {
         for stride in (1, 2)
         for with_bias in (True, False)
     },
+    # the first and third cases are the interpreted opcheck's: one makes taps (two tiles of 64 columns)
     'interpolate_pointwise_conv': {
-        f'{kind}-cout{cout}': _interpolate_pointwise_case(kind, cout)
-        for kind, cout in (('random', 40), ('border', 72), ('empty', 16))
-    }
-    | {'random-cout72-downsample': _interpolate_pointwise_case('random', 72, downsample=True)},
+        'random-cout40-taps90': _interpolate_pointwise_case('random', 40, taps=90),
+        'border-cout72': _interpolate_pointwise_case('border', 72),
+        'empty-cout16-taps18': _interpolate_pointwise_case('empty', 16, taps=18),
+        'random-cout72-downsample-taps18': _interpolate_pointwise_case('random', 72, True, taps=18),
+    },
     'eval_mask': {f'grid={grid}': _eval_mask_case(grid) for grid in (0, 4)},
+    # the first and fourth cases are the interpreted opcheck's
     'sample_masks': {
-        **{
-            f's{s1}{s2}-grid{grid}-{"stochastic" if stochastic else "deterministic"}': _sample_masks_case(
-                (s1, s2), grid, stochastic
-            )
-            for s1, s2, grid, stochastic in (
-                (1, 1, 0, True),
-                (1, 2, 3, True),
-                (2, 2, 3, False),
-                (1, 2, 0, False),
-            )
-        },
-        's12-given': _sample_masks_case((1, 2), 3, False, given=True),
-        # maps of several 32 x 32 patches across and down, the last ones cut by the border
-        's12-grid5-stochastic-large': _sample_masks_case((1, 2), 5, True, size=(45, 70)),
+        's11-grid0-stochastic': _sample_masks_case((1, 1), 0, True),
+        's12-grid3-stochastic': _sample_masks_case((1, 2), 3, True),
+        's22-grid3-deterministic': _sample_masks_case((2, 2), 3, False),
+        # conv1 at stride 2 (a caffe-style block), two tiles of its 70 outputs
+        's22-grid3-stochastic-conv1': _sample_masks_case((2, 2), 3, True, size=(19, 23), planes=70),
+        's12-grid0-deterministic': _sample_masks_case((1, 2), 0, False),
+        's12-given-conv1': _sample_masks_case((1, 2), 3, False, given=True, planes=6),
+        # maps of several patches across and down, the last ones cut by the border
+        's12-grid5-stochastic-large-conv1': _sample_masks_case((1, 2), 5, True, size=(45, 70), planes=8),
     },
     'roi_align': {
         **{

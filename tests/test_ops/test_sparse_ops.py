@@ -431,6 +431,30 @@ def test_bad_inputs_name_the_argument():
             torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 1, 1), torch.zeros(2), x,
             torch.randn(2, 3, 1, 1), torch.zeros(2), 2,
         )  # fmt: skip
+    with pytest.raises(ValueError, match=r'taps_weight must have shape \(18, 2\), got \(18, 3\)'):
+        sparse.interpolate_pointwise_conv(
+            torch.randn(4, 3), row_map, mask, 1.0, 7, torch.randn(2, 3, 1, 1), torch.zeros(2), x[:, :2],
+            taps_weight=torch.randn(18, 3),
+        )  # fmt: skip
+
+
+def test_sample_masks_checks_its_conv1():
+    """The fused sampling's conv1 must read the block input on the taps' grid with a [P, Cin] weight."""
+    from mmdet.ops.gumbel_mask import sample_masks, sampling_draws
+
+    args = (torch.randn(1, 5, 6, 18), torch.zeros(2), (0.03, 0.03), None, (1, 1), False)
+    x, weight, scale = torch.randn(1, 4, 5, 6), torch.randn(3, 4), torch.ones(3)
+    with pytest.raises(ValueError, match=r'conv1 x must be the block input on the taps grid \[1, 5, 6\]'):
+        sample_masks(*args, sampling_draws(1, 'cpu')[0], conv1=(x[..., :5], weight, scale, scale))
+    with pytest.raises(ValueError, match=r'conv1 weight must have shape \(3, 4\), got \(3, 5\)'):
+        sample_masks(*args, sampling_draws(1, 'cpu')[0], conv1=(x, torch.randn(3, 5), scale, scale))
+    with pytest.raises(ValueError, match=r'conv1 bias must have shape \(3,\)'):
+        sample_masks(*args, sampling_draws(1, 'cpu')[0], conv1=(x, weight, scale, scale[:2]))
+    with pytest.raises(TypeError, match='conv1 must be a tuple'):
+        sample_masks(*args, sampling_draws(1, 'cpu')[0], conv1=[x, weight, scale, scale])
+    assert sample_masks(*args, sampling_draws(1, 'cpu')[0])[-1] is None  # no conv1, no rows
+    rows1 = sample_masks(*args, sampling_draws(1, 'cpu')[0], conv1=(x, weight, scale, scale))[-1]
+    assert rows1.shape == (30, 3)
 
 
 @needs_ext

@@ -309,17 +309,17 @@ def test_sparse_interpolate_hand_computed(device):
 # Kernels one SparseBottleneck launches on the GPU path (issue 20's launch budget: at most 150
 # per ResNet-101 forward, ~4.5 per block). Counted on the CPU with the Triton kernels interpreted:
 # each Triton launch, plus each ATen op that launches a kernel on CUDA (the outermost op that is
-# neither a view nor a conversion that may be a no-op). With both masks sampled and compacted in
-# one kernel (sample_masks: the GEMM of the mask taps and a DCN block's offset taps, its seed and
-# counters drawn, 1 kernel), each interpolation one kernel reading its maps, the DCN offsets summed
-# in the conv from their taps: 9 and 10 (were 32 and 29).
-BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 8, 'plain, stride 2, downsample': 8}
-# A SparseResNet-50-DCN forward: its 16 blocks 96 (6 each: the mask-tap GEMM, the sampling,
-# conv1, its interpolation, conv2, conv3 after the interpolation of conv2's rows with the
-# downsample's conv where there is one; the seeds and counters of all blocks are drawn once per
-# forward, 2 launches), the stem 3, the densities' accumulation 5 (ResNet-101-DCN's forward, and
-# ResNet-101's: 208)
-FORWARD_LAUNCH_BUDGET = 106
+# neither a view nor a conversion that may be a no-op). A block alone: the GEMM of the mask taps
+# (and a DCN block's offset taps), its seed and counters drawn, the sampling of both masks with
+# conv1 at mask1's positions, conv1's interpolation, conv2 (the DCN offsets summed in the conv
+# from their taps), conv3 after the interpolation of conv2's rows: 7 (were 32 and 29).
+BLOCK_LAUNCH_BUDGET = {'dcn, stride 1': 7, 'plain, stride 2, downsample': 7}
+# A SparseResNet-50-DCN forward: its 16 blocks 65 (4 each: the sampling with conv1, conv1's
+# interpolation, conv2, conv3 after the interpolation of conv2's rows with the downsample's conv
+# where there is one and the next block's mask-tap GEMM; the first block's tap GEMM; the seeds and
+# counters of all blocks are drawn once per forward, 2 launches), the stem 3, the densities'
+# accumulation 5 (ResNet-101-DCN's forward, and ResNet-101's: 143)
+FORWARD_LAUNCH_BUDGET = 75
 _NO_KERNEL = {
     *('view', '_reshape_alias', 'as_strided', 'empty', 'empty_strided', 'empty_like', 'new_empty'),
     *('detach', 'detach_', 'alias', 'item', '_local_scalar_dense', 't', 'transpose', 'permute', 'select'),
@@ -408,17 +408,19 @@ def test_launch_budget_of_a_sparse_backbone_forward_on_the_gpu_path(monkeypatch)
 @pytest.mark.parametrize('dtype', DTYPES)
 @pytest.mark.parametrize('case', list(CASES['sample_masks']))
 def test_sample_masks(device, dtype, case):
-    """The fused sampling against its reference (tap_sum, sigmoid, eval_mask, nonzero): p to
-    rounding, the masks equal but where soft is at 0.5 to rounding, the compaction a permutation
-    of the active positions with its inverse map."""
+    """The fused sampling against its reference (tap_sum, sigmoid, eval_mask, nonzero, conv2d): p to
+    rounding, the masks equal but where soft is at 0.5 to rounding; mask2's rows a compaction of
+    its active positions (a permutation, the rows of each 32 x 32 patch consecutive) with its
+    inverse map; mask1's rows one per active position, those of each 8 x 16 patch the first of
+    the patch's own range; conv1's rows at mask1's."""
     from mmdet.ops import sparse_reference
     from mmdet.ops.gumbel_mask import gumbel_soft, uniform_noise
 
     args = CASES['sample_masks'][case](device, dtype)
-    p1, mask1, p2, mask2, idx1, idx2, map1, map2 = [t.cpu() for t in _ops().sample_masks(*args)]
+    p1, mask1, p2, mask2, idx1, idx2, map1, map2, rows1 = [t.cpu() for t in _ops().sample_masks(*args)]
     counts = args[3].cpu()
     ref = sparse_reference.sample_masks(*CASES['sample_masks'][case]('cpu', dtype))
-    seed, given, temperatures, stochastic = args[2].cpu(), args[4:6], args[6:8], args[-1]
+    seed, given, temperatures, stochastic = args[2].cpu(), args[4:6], args[6:8], args[11]
     noise_numel = p1.numel() + p2.numel()
     u = uniform_noise(seed, 2 * noise_numel).view(2, noise_numel)  # the noise the kernel draws
     start = 0
@@ -442,16 +444,37 @@ def test_sample_masks(device, dtype, case):
         active = torch.nonzero(mask.reshape(-1) > 0).flatten()
         count = int(counts[o])
         assert count == active.numel() and 0 < count < mask.numel()
-        assert torch.equal(idx[:count].long().sort().values, active)  # each active position once
-        assert torch.equal(row_map[idx[:count].long()], torch.arange(count, dtype=torch.int32))
         assert (row_map >= 0).sum() == count  # -1 everywhere else
-        # tile-major: the rows of each 32 x 32 patch of an image are consecutive
+        rows = row_map[active].long()
+        assert rows.unique().numel() == count and torch.equal(idx[rows].long(), active)  # map and inverse
         height, width = p.shape[2:]
-        rows = idx[:count].long()
-        image, y, x = rows // (height * width), rows % (height * width) // width, rows % width
-        patch_of_row = torch.stack([image, y // 32, x // 32], dim=1)
-        changes = (patch_of_row[1:] != patch_of_row[:-1]).any(dim=1).sum().item()
-        assert changes + 1 == len(patch_of_row.unique(dim=0))
+        image, y, x = active // (height * width), active % (height * width) // width, active % width
+        if o == 1:  # compact, tile-major: the rows of each 32 x 32 patch of an image are consecutive
+            assert rows.max() == count - 1
+            ordered = rows.argsort()
+            patch_of_row = torch.stack([image, y // 32, x // 32], dim=1)[ordered]
+            changes = (patch_of_row[1:] != patch_of_row[:-1]).any(dim=1).sum().item()
+            assert changes + 1 == len(patch_of_row.unique(dim=0))
+            continue
+        # mask1: a patch's rows are the first ones of its in-grid positions' range (row-major patches)
+        tile_h = torch.clamp(height - y // 8 * 8, max=8)
+        first = (image * height + y // 8 * 8) * width + tile_h * (x // 16 * 16)
+        patch_id = (image * height + y // 8) * width + x // 16
+        for patch in patch_id.unique():
+            in_patch = patch_id == patch
+            assert torch.equal(
+                rows[in_patch].sort().values, first[in_patch][0] + torch.arange(int(in_patch.sum()))
+            )
+    x = args[12]
+    if x is None:
+        assert rows1.numel() == 0
+        return
+    weight, scale, shift = (t.cpu().float() for t in args[13:])
+    expected = F.conv2d(x.cpu().float(), weight[:, :, None, None], stride=args[9])
+    expected = (expected * scale[:, None, None] + shift[:, None, None]).relu().permute(0, 2, 3, 1)
+    active = torch.nonzero(mask1.reshape(-1) > 0).flatten()
+    assert rows1.dtype == dtype and rows1.shape == (mask1.numel(), weight.shape[0])
+    _close(rows1[map1[active].long()], expected.reshape(-1, weight.shape[0])[active], dtype)
 
 
 @pytest.mark.parametrize('device', DEVICES)
@@ -486,16 +509,23 @@ def _interpolated_densely(rows, row_map, mask, sigma, kernel_size):
 def test_interpolate_pointwise_conv(device, dtype, case):
     """The interpolation then conv3, bias, residual (or the downsample's strided 1x1 conv) and ReLU
     in one kernel against interpolate_dense and conv2d in float32 (the interpolated map rounded
-    to dtype first, as the kernel rounds it); 72 outputs are two tiles of them."""
+    to dtype first, as the kernel rounds it); 72 outputs are two tiles of them. The taps: the
+    output (rounded to dtype, as the kernel reads it back) times the taps weight, as a matmul."""
     args = CASES['interpolate_pointwise_conv'][case](device, dtype)
-    rows, row_map, mask, sigma, k, weight, bias, residual, residual_weight, residual_bias, stride = args
-    out = _ops().interpolate_pointwise_conv(*args)
+    rows, row_map, mask, sigma, k, weight, bias, residual, *conv_d, taps_w = args
+    residual_weight, residual_bias, stride = conv_d
+    out, taps = _ops().interpolate_pointwise_conv(*args)
     h = _interpolated_densely(rows, row_map, mask, sigma, k).to(dtype).float()
     if residual_weight is not None:
         residual = F.conv2d(residual.float(), residual_weight.float(), residual_bias.float(), stride)
     expected = (F.conv2d(h, weight.float(), bias.float()) + residual.float()).relu()
     assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
     _close(out, expected, dtype)
+    columns = 0 if taps_w is None else taps_w.shape[0]
+    assert taps.dtype == dtype and taps.shape == (*out.permute(0, 2, 3, 1).shape[:3], columns)
+    if taps_w is not None:
+        out_rows = expected.to(dtype).float().permute(0, 2, 3, 1)
+        _close(taps, out_rows @ taps_w.float().t(), dtype)
 
 
 @pytest.mark.skipif(
@@ -540,6 +570,48 @@ def test_gpu_path_of_a_block_equals_dense_masked(monkeypatch, with_dcn, stride):
         expected = block(x, execution='dense', masks=(sparse.mask1, sparse.mask2))
     for out in outs.values():
         _close(out, expected, torch.float32)
+
+
+@pytest.mark.skipif(
+    not INTERPRETED, reason='the GPU path on CPU tensors needs the Triton kernels interpreted'
+)
+def test_gpu_path_of_a_backbone_hands_the_tap_gemms_on(monkeypatch):
+    """A SparseResNet-50-DCN forward with the GPU's choices: exact sparse execution makes each next
+    block's mask and offset taps in its last kernel (the first block's alone by a GEMM of their
+    own), and samples the masks that the dense-masked forward samples from its own GEMMs (their
+    soft values to rounding: the features differ by it), its output equal to that forward's."""
+    from mmdet.models import build_backbone
+    from mmdet.models.backbones import sparse_exec
+    from mmdet.ops import library, tap_conv
+
+    dcn = dict(type='DCN', deformable_groups=1, fallback_on_stride=False)
+    cfg = dict(type='SparseResNet', depth=50, sparse_loss_weight=0.1, base_channels=8)
+    model = build_backbone(dict(cfg, dcn=dcn, stage_with_dcn=(False, True, True, True))).eval()
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for block in model.sparse_blocks():
+            for conv in (block.conv1_mask, block.conv2_mask):
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * 0.05)
+                conv.bias.zero_()
+    x = torch.randn(1, 3, 64, 48, generator=gen).contiguous(memory_format=torch.channels_last)
+    gemms, outs, masks = [], {}, {}
+    taps = tap_conv._taps
+    monkeypatch.setattr(tap_conv, '_taps', lambda *args: gemms.append(1) or taps(*args))
+    monkeypatch.setattr(sparse_exec, 'on_gpu_path', lambda t: True)
+    with library.prefer('triton', 'cpu'), torch.no_grad():
+        for execution in ('dense', 'sparse'):
+            model.execution = execution
+            model.set_sampling_seed(3)
+            gemms.clear()
+            outs[execution] = model(x)
+            masks[execution] = [(block.last.mask1, block.last.mask2) for block in model.sparse_blocks()]
+            assert len(gemms) == {'dense': 16, 'sparse': 1}[execution]
+    for dense, sparse in zip(sum(masks['dense'], ()), sum(masks['sparse'], ())):
+        assert torch.equal(dense > 0, sparse > 0)  # the same positions, soft values to rounding
+        torch.testing.assert_close(sparse, dense, rtol=0, atol=1e-4)
+    assert any(0 < int((mask > 0).sum()) < mask.numel() for pair in masks['sparse'] for mask in pair)
+    for dense, sparse in zip(outs['dense'], outs['sparse']):
+        _close(sparse, dense, torch.float32)
 
 
 @pytest.mark.parametrize('device', DEVICES)

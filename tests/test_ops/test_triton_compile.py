@@ -22,11 +22,14 @@ POINTERS = {
     'indices_ptr': '*i32', 'scale_ptr': '*fp32', 'bias_ptr': '*fp32', 'sigma_ptr': '*fp32',
     'tmp_m_ptr': '*fp32', 'u_ptr': '*fp32', 'seed_ptr': '*i32',
     'offb_ptr': '*fp32', 'idx1_ptr': '*i32', 'idx2_ptr': '*i32', 'map1_ptr': '*i32', 'map2_ptr': '*i32',
+    'scale1_ptr': '*fp32', 'bias1_ptr': '*fp32',
 }  # fmt: skip
 FLOATS = {'temperature', 'temperature1', 'temperature2', 'sigma_value'}
 CONV = dict(KSIZE=3, DEFORM=False, OFFSET_TAPS=False, HAS_OFFB=False, HAS_SCALE=True, HAS_BIAS=True,
             RELU=True, IEEE=False, BLOCK_K=64, BLOCK_M=64, BLOCK_N=64)  # fmt: skip
-POINTWISE = dict(KSIZE=7, DOWNSAMPLE=False, IEEE=False, BLOCK_K=64, BLOCK_M=32, BLOCK_N=64)
+POINTWISE = dict(KSIZE=7, DOWNSAMPLE=False, TAPS=False, IEEE=False, BLOCK_K=64, BLOCK_M=32, BLOCK_N=64)
+SAMPLE = dict(GRID=11, STOCHASTIC=True, GIVEN=False, CONV1=True, IEEE=False, BLOCK=1024, BLOCK1=128,
+              BLOCK_M=32, BLOCK_N=64, BLOCK_K=64)  # fmt: skip
 INTERP = dict(KSIZE=7, SIGMA_PTR=True, BLOCK_P=32, BLOCK_C=64)
 CASES = {
     'conv 3x3': (conv._sparse_conv_kernel, CONV, 'fp16'),
@@ -49,27 +52,29 @@ CASES = {
         'bf16',
     ),
     'interpolate + pointwise conv': (interpolation._interpolate_pointwise_kernel, POINTWISE, 'fp16'),
-    'interpolate + pointwise conv + downsample, fp32 (ieee)': (
+    'interpolate + pointwise conv + downsample + taps, fp32 (ieee)': (
         interpolation._interpolate_pointwise_kernel,
-        dict(POINTWISE, DOWNSAMPLE=True, IEEE=True, BLOCK_K=16, BLOCK_M=64),
+        dict(POINTWISE, DOWNSAMPLE=True, TAPS=True, IEEE=True, BLOCK_K=16, BLOCK_M=64),
         'fp32',
+    ),
+    'interpolate + pointwise conv + taps': (
+        interpolation._interpolate_pointwise_kernel,
+        dict(POINTWISE, TAPS=True),
+        'fp16',
     ),
     'count': (compaction._count_kernel, dict(BLOCK=1024), 'fp16'),
     'compact': (compaction._compact_kernel, dict(BLOCK=1024), 'fp16'),
     'eval mask': (gumbel_mask._eval_mask_kernel, dict(GRID=11, BLOCK=1024), 'bf16'),
-    'sample masks': (
-        sampling._sample_masks_kernel,
-        dict(GRID=11, STOCHASTIC=True, GIVEN=False, BLOCK=1024),
-        'fp16',
-    ),
+    'sample masks + conv1': (sampling._sample_masks_kernel, SAMPLE, 'fp16'),
+    'sample masks + conv1, fp32 (ieee)': (sampling._sample_masks_kernel, dict(SAMPLE, IEEE=True), 'fp32'),
     'sample masks, deterministic': (
         sampling._sample_masks_kernel,
-        dict(GRID=0, STOCHASTIC=False, GIVEN=False, BLOCK=1024),
+        dict(SAMPLE, GRID=0, STOCHASTIC=False, CONV1=False),
         'bf16',
     ),
     'sample masks, given': (
         sampling._sample_masks_kernel,
-        dict(GRID=0, STOCHASTIC=False, GIVEN=True, BLOCK=1024),
+        dict(SAMPLE, GRID=0, STOCHASTIC=False, GIVEN=True, CONV1=False),
         'fp16',
     ),
     'tap sum': (tap_conv._tap_sum_kernel, dict(HAS_BIAS=True, BLOCK_P=64, BLOCK_C=32), 'fp16'),

@@ -7,11 +7,12 @@ positions; the interpolation of conv3's rows with mask2 then adds bn3's bias, th
 and the ReLU in one epilogue. conv3 is 1x1 and the interpolation linear, so this equals the
 dense-masked block output, positions with no sampled neighbour included.
 
-On the GPU path both masks come sampled and compacted by one kernel (``sample_masks``, with the
-maps the interpolations read), and the last two steps run the other way round (the
-dense-masked order) as one kernel: the interpolation of conv2's P channels, then conv3 densely
-with bias, identity (or the downsample's 1x1 conv of x) and ReLU (``interpolate_pointwise_conv``:
-the interpolated map and the downsampled identity are never written). There the interpolation
+On the GPU path both masks come sampled and compacted by one kernel that also runs conv1 at
+mask1's positions (``sample_masks``, with the maps the interpolations read), and the last two
+steps run the other way round (the dense-masked order) as one kernel: the interpolation of
+conv2's P channels, then conv3 densely with bias, identity (or the downsample's 1x1 conv of x)
+and ReLU (``interpolate_pointwise_conv``: the interpolated map and the downsampled identity are
+never written), and the next block's mask-tap GEMM of the output (``TapRelay``). There the interpolation
 is bound by memory traffic, and filling 4P channels cost 5-7x a dense 1x1 conv
 (docs/benchmarks.md), while conv3's FLOPs are cheap; the GFLOPs counter still counts conv3 at
 mask2's density.
@@ -27,6 +28,7 @@ the sparse deformable kernels take no modulation mask.
 The interpolations use the block's ``gaussian_kernel``.
 """
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -43,7 +45,7 @@ from mmdet.ops.sparse import (
     sparse_interpolate,
     tap_sum,
 )
-from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_gemm
+from mmdet.ops.tap_conv import sparse_tap_conv3x3, tap_gemm, tap_gemm_weight
 
 SPARSE_DCNV2_ERROR = (
     "{owner}: execution='sparse' does not support dcn.modulated=True (DCNv2: the sparse deformable "
@@ -117,18 +119,42 @@ def _geometry(conv, name: str) -> tuple[int, int, int]:
     return params[0][0], params[1][0], params[2][0]
 
 
+@dataclasses.dataclass
+class TapRelay:
+    """The mask-tap GEMM handed from block to block in a forward on the GPU path (where the
+    sampling is fused): ``taps``, the GEMM of this block's input made by the block before
+    (Tensor[B, H, W, T], as ``tap_gemms`` makes it), or None; ``next_convs``, the next block's tap
+    convs (its ``tap_convs()``), None for the last block; ``next_taps``, the GEMM of this block's
+    output with them where this block made it in its last kernel (exact sparse execution),
+    else None."""
+
+    taps: torch.Tensor | None
+    next_convs: list | None
+    next_taps: torch.Tensor | None = None
+
+
 class Positions(NamedTuple):
-    """What the GPU path's fused sampling (``sample_masks``) gives a block: the compaction of its
-    masks (indices1, indices2: int32 [n_o]; counts: int32 [2]; map1, map2: int32 [n_o]) and, for a
-    deformable block, its offset conv's tap GEMM from the same GEMM as the mask taps (offset_taps:
-    (taps Tensor[B, H, W, 9 n_off], float32 bias [n_off] or None), else None)."""
+    """What the GPU path's fused sampling (``sample_masks``) gives a block: the rows of its masks
+    (indices1, indices2: int32 [n_o]; counts: int32 [2]; map1, map2: int32 [n_o]), conv1's rows
+    where it ran there (rows1: Tensor[n1, P] at the rows of map1; None in a dense-masked forward)
+    and, for a deformable block, its offset conv's tap GEMM from the same GEMM as the mask taps
+    (offset_taps: (taps Tensor[B, H, W, 9 n_off], float32 bias [n_off] or None), else None)."""
 
     indices1: torch.Tensor
     indices2: torch.Tensor
     counts: torch.Tensor
     map1: torch.Tensor
     map2: torch.Tensor
+    rows1: torch.Tensor | None
     offset_taps: tuple | None
+
+
+def sampled_conv1(block, x: torch.Tensor) -> tuple:
+    """conv1 for the fused sampling to run at mask1's positions (``sample_masks``' conv1): (x
+    channels-last, weight Tensor[P, Cin], scale1, bias1 of the folded bn1)."""
+    scale1, bias1 = _folded_params(block)[:2]
+    weight = block.conv1.weight.reshape(block.conv1.out_channels, block.conv1.in_channels)
+    return x.contiguous(memory_format=torch.channels_last), weight, scale1, bias1
 
 
 def dense_offsets(block, positions: Positions | None):
@@ -246,14 +272,21 @@ def _row_map(indices: torch.Tensor, count: torch.Tensor, numel: int) -> torch.Te
 
 @torch.no_grad()
 def sparse_bottleneck_forward(
-    block, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor, positions: Positions | None = None
+    block,
+    x: torch.Tensor,
+    mask1: torch.Tensor,
+    mask2: torch.Tensor,
+    positions: Positions | None = None,
+    relay: TapRelay | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """The eval output of a SparseBottleneck, computed at the sampled positions only.
 
     x: Tensor[B, inplanes, H, W]; mask1: Tensor[B, 1, h1, w1] on conv1's output grid; mask2:
     Tensor[B, 1, h2, w2] on conv2's output grid (soft * binary eval masks, grid prior
     included); positions: None, or ``Positions``: the masks' compaction (and a DCN block's offset
-    taps) as the GPU path's sampling made it. Returns (out, (count1, count2)):
+    taps) as the GPU path's sampling made it; relay: None, or the forward's ``TapRelay``, whose
+    ``next_taps`` the GPU path sets (the next block's tap GEMM of out, made in the last
+    kernel). Returns (out, (count1, count2)):
     out Tensor[B, 4 * planes, h2, w2] (channels-last), equal to the dense-masked block output for
     these masks, and the numbers of positions with mask1 > 0 and mask2 > 0 over the batch (int32
     Tensor[1] each, from the compaction: the densities need no count of their own).
@@ -269,10 +302,14 @@ def sparse_bottleneck_forward(
     if positions is None:
         (idx1, cnt1), (idx2, cnt2) = active_positions(mask1), active_positions(mask2)
         map1 = map2 = offset_taps = None
+        rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
     else:
-        idx1, idx2, counts, map1, map2, offset_taps = positions
+        idx1, idx2, counts, map1, map2, rows1, offset_taps = positions
         cnt1, cnt2 = counts[:1], counts[1:]
-    rows1 = _conv_rows(block.conv1, 'conv1', x, idx1, cnt1, mask1, scale1, bias1, True)
+        if rows1 is None:
+            raise ValueError(
+                'sparse_bottleneck_forward: positions without conv1 rows (sample_masks ran no conv1)'
+            )
     kernel = block.gaussian_kernel
     h1 = _interpolate(rows1, mask1, (idx1, cnt1), map1, sigma1, kernel)
 
@@ -289,8 +326,12 @@ def sparse_bottleneck_forward(
         if map2 is None:
             map2 = _row_map(idx2, cnt2, mask2.numel())
         stride_d = 1 if conv_d is None else conv_d.stride[0]
+        taps_weight = None if relay is None or relay.next_convs is None else tap_gemm_weight(relay.next_convs)
         args = (rows2, map2, mask2, sigma2, kernel, weight3, bias3, x, weight_d, bias_d, stride_d)
-        return interpolate_pointwise_conv(*args), (cnt1, cnt2)
+        out, taps = interpolate_pointwise_conv(*args, taps_weight)
+        if relay is not None:
+            relay.next_taps = taps
+        return out, (cnt1, cnt2)
     identity = x
     if conv_d is not None:
         identity = F.conv2d(x, weight_d, bias_d, conv_d.stride, conv_d.padding, conv_d.dilation)

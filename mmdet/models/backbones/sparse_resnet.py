@@ -21,7 +21,7 @@ from .execution import EXECUTION_MODES, auto_execution
 from .gumbel import GumbelSigmoid
 from .mask_density import MaskDensity
 from .resnet import BasicBlock, Bottleneck, ResNet
-from .sparse_exec import SPARSE_DCNV2_ERROR, Positions, dense_offsets, sparse_bottleneck_forward
+from .sparse_exec import SPARSE_DCNV2_ERROR, Positions, TapRelay, dense_offsets, sparse_bottleneck_forward
 
 SAMPLING_MODES = ('stochastic', 'deterministic')
 PATHS = ('dense', 'sparse')  # a block's execution; the backbone's adds 'auto'
@@ -64,12 +64,15 @@ class _SparseMasks:
     Built with the block's arguments (those of Bottleneck / BasicBlock) and the sampling's
     (sampling, grid_prior_interval, max_T, decay_alpha, eval_T, gaussian_kernel: as SparseResNet
     describes them); conv1_mask has conv1's stride, conv2_mask the block's.
-    ``forward(x, generator=None, execution='dense', masks=None, draw=None)`` -> the block output.
+    ``forward(x, generator=None, execution='dense', masks=None, draw=None, relay=None)`` -> the
+    block output.
     x: Tensor[B, inplanes, H, W]; generator: the sampling noise's torch.Generator (None: the
     global RNG); execution: 'dense' (dense-masked) or 'sparse' (exact sparse execution, eval
     and Bottleneck only; training always runs dense-masked); draw: where the sampling is fused
     (``fused_sampling``), the block's seed and counters (``mmdet.ops.gumbel_mask.SamplingDraw``; a
-    backbone draws them for all its blocks at once), None: drawn from ``generator`` here. The
+    backbone draws them for all its blocks at once), None: drawn from ``generator`` here; relay:
+    there too, the forward's ``sparse_exec.TapRelay`` (this block's tap GEMM made by the block
+    before, and the next block's made here where exact sparse execution can), or None. The
     masks are sampled (``masks(x, generator)``) unless ``masks`` gives them: a pair (mask1,
     mask2) or a BlockMasks (only its masks are used), shaped as BlockMasks describes (in eval,
     soft * binary as sampled there: 0 where a position is skipped). The mask convs run in both
@@ -141,28 +144,35 @@ class _SparseMasks:
             mask = mask.masked_fill(grid_prior(*p.shape[-2:], self.grid_prior_interval, p.device), 1.0)
         return mask
 
+    def tap_convs(self) -> list:
+        """[(weight, bias)]: the 3x3 convs of the block input whose taps the fused sampling's one
+        GEMM makes (``tap_gemms``): both mask convs stacked, and a DCN block's offset conv."""
+        convs = [_stacked(self.conv1_mask, self.conv2_mask)]
+        if self.with_dcn:  # its offset taps in the same GEMM: one read of x, one launch
+            convs.append((self.conv2_offset.weight, self.conv2_offset.bias))
+        return convs
+
     def masks(self, x, generator=None):
         """x: block input Tensor[B, inplanes, H, W] -> BlockMasks (no counts) sampled from the
         probabilities p = sigmoid(mask logits): mask1, p1 on conv1's output grid, mask2, p2 on
         the block's output grid (Tensor[B, 1, H/s, W/s])."""
         return self._sampled_masks(x, generator)[0]
 
-    def _sampled_masks(self, x, generator, given=None, draw=None):
+    def _sampled_masks(self, x, generator, given=None, draw=None, relay=None, conv1=None):
         """-> (BlockMasks, positions): ``masks(x, generator)``, or with ``given`` = (mask1, mask2)
         those with the probabilities of x. Where ``fused_sampling`` holds one kernel samples both
         masks (or takes the given ones) with the noise of ``draw`` (None: one drawn from
-        ``generator``) and compacts them (``sample_masks``), positions then ``sparse_exec.
-        Positions`` (a DCN block's offset taps come from the mask taps' GEMM), else None."""
+        ``generator``) and compacts them (``sample_masks``), from the tap GEMM of x (the relay's
+        where the block before made it, else made here), positions then ``sparse_exec.Positions``
+        (a DCN block's offset taps come from the same GEMM; conv1's rows where ``conv1``, as
+        ``sparse_exec.sampled_conv1`` gives it, runs there), else None."""
         if not fused_sampling(self.training, x):
             p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
             if given is not None:
                 return BlockMasks(*given, p1, p2), None
             mask1 = self._sample(p1, self.conv1_gumbel, generator)
             return BlockMasks(mask1, self._sample(p2, self.conv2_gumbel, generator), p1, p2), None
-        convs = [_stacked(self.conv1_mask, self.conv2_mask)]
-        if self.with_dcn:  # its offset taps in the same GEMM: one read of x, one launch
-            convs.append((self.conv2_offset.weight, self.conv2_offset.bias))
-        (taps, bias), *offset_taps = tap_gemms(x, convs)
+        (taps, bias), *offset_taps = tap_gemms(x, self.tap_convs(), None if relay is None else relay.taps)
         p1, mask1, p2, mask2, *positions = sample_masks(
             taps,
             bias,
@@ -172,16 +182,18 @@ class _SparseMasks:
             self.sampling == 'stochastic',
             draw or sampling_draws(1, x.device, generator)[0],
             given,
+            conv1,
         )
         positions = Positions(*positions, offset_taps[0] if offset_taps else None)
         return BlockMasks(*(given or (mask1, mask2)), p1, p2), positions
 
-    def forward(self, x, generator=None, execution='dense', masks=None, draw=None):
+    def forward(self, x, generator=None, execution='dense', masks=None, draw=None, relay=None):
         owner = f'{type(self).__name__}.forward'
         if execution not in PATHS:
             raise ValueError(f'{owner}: execution must be one of {PATHS}, got {execution!r}')
         given = None if masks is None else mask_pair(masks, f'{owner}: masks')
-        out, record = self.checkpointed(self._sampled_forward, x, generator, execution, given, draw)
+        args = (generator, execution, given, draw, relay)
+        out, record = self.checkpointed(self._sampled_forward, x, *args)
         self.last = record.detached(probabilities=not self.training)
         return out
 
@@ -195,11 +207,13 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
     x: Tensor[B, inplanes, H, W] -> Tensor[B, 4 * planes, H/s, W/s].
     """
 
-    def _sampled_forward(self, x, generator, execution, given, draw):
+    def _sampled_forward(self, x, generator, execution, given, draw, relay):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
-        masks, positions = self._sampled_masks(x, generator, given, draw)
-        if execution == 'sparse' and not self.training:
-            out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions)
+        sparse = execution == 'sparse' and not self.training
+        conv1 = sparse_exec.sampled_conv1(self, x) if sparse and fused_sampling(self.training, x) else None
+        masks, positions = self._sampled_masks(x, generator, given, draw, relay, conv1)
+        if sparse:
+            out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions, relay)
             return out, masks.with_counts(counts)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
@@ -219,9 +233,9 @@ class SparseBasicBlock(_SparseMasks, BasicBlock):
     -> + identity -> ReLU. x: Tensor[B, inplanes, H, W] -> Tensor[B, planes, H/s, W/s].
     """
 
-    def _sampled_forward(self, x, generator, execution, given, draw):
+    def _sampled_forward(self, x, generator, execution, given, draw, relay):
         """-> (out, BlockMasks): the (dense-masked) block output and its masks."""
-        masks, positions = self._sampled_masks(x, generator, given, draw)
+        masks, positions = self._sampled_masks(x, generator, given, draw, relay)
         out = self.relu(self.bn1(self.conv1(x)))
         out = interpolate_dense(out, masks.mask1, self.conv1_sigma, self.gaussian_kernel)
         out = self.bn2(self.run_conv2(x, out, dense_offsets(self, positions)))
@@ -381,11 +395,17 @@ class SparseResNet(ResNet):
         draws = None  # the fused sampling's seeds and counters of every block: two launches per forward
         if fused_sampling(self.training, x):
             draws = sampling_draws(len(self.sparse_blocks()), x.device, generator)
-        outs, records, index = [], [], 0
+        blocks = self.sparse_blocks()
+        outs, records, index, relay = [], [], 0, None
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):
                 masks = None if self._mask_provider is None else self._mask_provider(index, block, x)
-                x = block(x, generator, execution, masks, None if draws is None else draws[index])
+                draw = None
+                if draws is not None:  # the fused sampling: its tap GEMMs handed on where they can be
+                    following = blocks[index + 1].tap_convs() if index + 1 < len(blocks) else None
+                    relay = TapRelay(None if relay is None else relay.next_taps, following)
+                    draw = draws[index]
+                x = block(x, generator, execution, masks, draw, relay)
                 records.append(block.last)
                 index += 1
             if i in self.out_indices:

@@ -49,3 +49,20 @@ def dot(a, b, acc, IEEE: tl.constexpr):
     if IEEE:
         return tl.dot(a, b, acc, input_precision='ieee')
     return tl.dot(a, b, acc)
+
+
+@triton.jit
+def pointwise_tile(
+    acc, a_ptr, a_rows, a_col, rows_ok, w_ptr, K, cols, col_ok, IEEE: tl.constexpr, BLOCK_K: tl.constexpr
+):  # fmt: skip
+    """acc + A @ W^T for one output tile: A's rows start at a_ptr + a_rows (K channels, a_col
+    apart), W is [Cout, K] row-major and ``cols`` the tile's output channels."""
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        a = tl.load(
+            a_ptr + a_rows[:, None] + ks[None, :] * a_col, mask=rows_ok[:, None] & k_ok[None, :], other=0
+        )
+        wt = tl.load(w_ptr + cols[None, :] * K + ks[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0)
+        acc = dot(a, wt, acc, IEEE)
+    return acc

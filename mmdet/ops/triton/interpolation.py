@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import autotune_enabled, block_size, dot, patch, patches
+from ._common import autotune_enabled, block_size, patch, patches, pointwise_tile
 
 SCATTER_BLOCK = 1024
 TILE_W = tl.constexpr(8)  # the width of a program's tile of positions (its height: BLOCK_P / 8)
@@ -170,30 +170,15 @@ def _pointwise_configs():
     return configs if autotune_enabled() else configs[:1]
 
 
-@triton.jit
-def _pointwise_tile(
-    acc, a_ptr, a_rows, a_col, rows_ok, w_ptr, K, cols, col_ok, IEEE: tl.constexpr, BLOCK_K: tl.constexpr
-):  # fmt: skip
-    """acc + A @ W^T for one output tile: A's rows start at a_ptr + a_rows (K channels, a_col
-    apart), W is [Cout, K] row-major and ``cols`` the tile's output channels."""
-    for k0 in range(0, K, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_ok = ks < K
-        a = tl.load(
-            a_ptr + a_rows[:, None] + ks[None, :] * a_col, mask=rows_ok[:, None] & k_ok[None, :], other=0
-        )
-        wt = tl.load(w_ptr + cols[None, :] * K + ks[:, None], mask=k_ok[:, None] & col_ok[None, :], other=0)
-        acc = dot(a, wt, acc, IEEE)
-    return acc
-
-
-@triton.autotune(configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'Cin', 'KSIZE', 'DOWNSAMPLE'])
+@triton.autotune(
+    configs=_pointwise_configs(), key=['H', 'W', 'C', 'Cout', 'Cin', 'T', 'KSIZE', 'DOWNSAMPLE', 'TAPS']
+)
 @triton.jit
 def _interpolate_pointwise_kernel(
-    rows_ptr, map_ptr, mask_ptr, sigma_ptr, w_ptr, bias_ptr, res_ptr, wd_ptr, bd_ptr, h_ptr, out_ptr,
-    H, W, C, Cout, Cin, smb, smh, smw, srb, src, srh, srw, res_stride,
-    KSIZE: tl.constexpr, DOWNSAMPLE: tl.constexpr, IEEE: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    rows_ptr, map_ptr, mask_ptr, sigma_ptr, w_ptr, bias_ptr, res_ptr, wd_ptr, bd_ptr, wt_ptr, h_ptr, out_ptr,
+    taps_ptr, H, W, C, Cout, Cin, T, smb, smh, smw, srb, src, srh, srw, res_stride,
+    KSIZE: tl.constexpr, DOWNSAMPLE: tl.constexpr, TAPS: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
     # 1. the interpolation of the C channels of a patch of BLOCK_M positions, BLOCK_K at a time,
     #    into h (rows [B*H*W, C] in the rows' dtype, as the interpolated map would be rounded):
@@ -218,11 +203,11 @@ def _interpolate_pointwise_kernel(
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < Cout
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc = _pointwise_tile(acc, h_ptr, pos * C, 1, pos_ok, w_ptr, C, cols, col_ok, IEEE, BLOCK_K)
+        acc = pointwise_tile(acc, h_ptr, pos * C, 1, pos_ok, w_ptr, C, cols, col_ok, IEEE, BLOCK_K)
         acc += tl.load(bias_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
         tile_ok = pos_ok[:, None] & col_ok[None, :]
         if DOWNSAMPLE:
-            acc = _pointwise_tile(
+            acc = pointwise_tile(
                 acc, res_ptr, res_base, src, pos_ok, wd_ptr, Cin, cols, col_ok, IEEE, BLOCK_K
             )
             acc += tl.load(bd_ptr + cols, mask=col_ok, other=0).to(tl.float32)[None, :]
@@ -232,24 +217,40 @@ def _interpolate_pointwise_kernel(
         acc = tl.maximum(acc, 0.0)
         out_ptrs = out_ptr + pos[:, None] * Cout + cols[None, :]
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=tile_ok)
+    if TAPS:
+        # 3. the next block's mask-tap GEMM (T columns) of the output rows just written, read back
+        #    by the program that wrote them (the same barrier as in 1.)
+        tl.debug_barrier()
+        for t0 in range(0, T, BLOCK_N):
+            cols = t0 + tl.arange(0, BLOCK_N)
+            col_ok = cols < T
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            acc = pointwise_tile(
+                acc, out_ptr, pos * Cout, 1, pos_ok, wt_ptr, Cout, cols, col_ok, IEEE, BLOCK_K
+            )
+            taps_ptrs = taps_ptr + pos[:, None] * T + cols[None, :]
+            tl.store(taps_ptrs, acc.to(taps_ptr.dtype.element_ty), mask=pos_ok[:, None] & col_ok[None, :])
 
 
 def interpolate_pointwise_conv(
     rows, row_map, mask, sigma, kernel_size, weight, bias, residual, residual_weight, residual_bias,
-    residual_stride,
+    residual_stride, taps_weight,
 ):  # fmt: skip
-    """relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size), weight) + bias +
-    r) in one kernel: rows [N_max, C], weight [Cout, C, 1, 1], bias [Cout], sigma a float32 0-dim
-    tensor; r = residual [B, Cout, H, W], or with residual_weight [Cout, Cin, 1, 1] the 1x1 conv of
-    residual [B, Cin, H', W'] with residual_bias [Cout] at stride residual_stride -> Tensor[B, Cout,
-    H, W] (channels-last)."""
+    """(out, taps): out = relu(conv1x1(mapped_interpolate(rows, row_map, mask, sigma, kernel_size),
+    weight) + bias + r) in one kernel, rows [N_max, C], weight [Cout, C, 1, 1], bias [Cout], sigma
+    a float32 0-dim tensor; r = residual [B, Cout, H, W], or with residual_weight [Cout, Cin, 1, 1]
+    the 1x1 conv of residual [B, Cin, H', W'] with residual_bias [Cout] at stride residual_stride
+    -> Tensor[B, Cout, H, W] (channels-last); taps = out's rows times taps_weight [T, Cout] (the
+    next block's tap GEMM) -> Tensor[B, H, W, T], T = 0 where taps_weight is None."""
     batch, _, height, width = mask.shape
     channels, cout = rows.shape[1], weight.shape[0]
     out = torch.empty(
         (batch, cout, height, width), dtype=rows.dtype, device=rows.device, memory_format=torch.channels_last
     )
+    tap_columns = 0 if taps_weight is None else taps_weight.shape[0]
+    taps = rows.new_empty(batch, height, width, tap_columns)
     if out.numel() == 0:
-        return out
+        return out, taps
     interpolated = rows.new_empty(mask.numel(), channels)  # each program's scratch: its positions' rows
 
     def grid(meta):
@@ -264,10 +265,11 @@ def interpolate_pointwise_conv(
         conv_d = (weight_d, residual_bias.contiguous(), residual_stride)
     _interpolate_pointwise_kernel[grid](
         rows.contiguous(), row_map, mask, sigma.reshape(1), weight.reshape(cout, channels).contiguous(),
-        bias.contiguous(), residual, *conv_d[:2], interpolated, out,
-        height, width, channels, cout, cin, mask.stride(0), mask.stride(2), mask.stride(3),
+        bias.contiguous(), residual, *conv_d[:2], out if taps_weight is None else taps_weight.contiguous(),
+        interpolated, out, taps,
+        height, width, channels, cout, cin, tap_columns, mask.stride(0), mask.stride(2), mask.stride(3),
         *residual.stride(), conv_d[2],
-        KSIZE=kernel_size, DOWNSAMPLE=downsample, IEEE=rows.dtype == torch.float32,
+        KSIZE=kernel_size, DOWNSAMPLE=downsample, TAPS=tap_columns > 0, IEEE=rows.dtype == torch.float32,
         BLOCK_K=block_size(channels, 16, 64),
     )  # fmt: skip
-    return out
+    return out, taps

@@ -1,17 +1,24 @@
-"""Both eval masks of a block from its mask-tap GEMM, sampled and compacted in one kernel.
+"""Both eval masks of a block from its mask-tap GEMM, sampled and compacted in one kernel, with the
+block's conv1 at mask1's active positions.
 
-Program (i, o) takes BLOCK positions of mask o (0: mask1 at stride s1, 1: mask2 at stride s2),
-a 32 x 32 patch of one image (``_common.patch``, so that the compaction is tile-major):
+Program (i, o) takes positions of mask o (0: mask1 at stride s1, 1: mask2 at stride s2), a patch
+of one image (``_common.patch``): 8 x 16 for mask1, 32 x 32 for mask2:
 1. the stride-s 3x3 conv from the taps (``tap_sum``'s rule, column 2 t + o holds tap t of mask
    o), + bias, rounded to the taps' dtype: the logit; p = sigmoid(logit), rounded likewise;
 2. the eval mask of p (``eval_mask``'s formula with the noise u of ``uniform_noise``, drawn here
    from the block's seed, or p >= 0.5 without noise), 1 on the grid prior; or the given mask (a
    mask provider's, e.g. the benchmark's);
-3. compaction: one ``atomic_add`` on mask o's counter reserves the block's rows, so the active
-   positions land in ``indices`` in an unspecified order (a patch's rows together, row-major
-   within it; the patches in the order they run), so a conv's tile of consecutive rows gathers
-   from a compact region of the map, and ``row_map`` (position -> row, -1 where inactive) is
-   written whole.
+3. the rows of the active positions, and ``row_map`` (position -> row, -1 where inactive) whole:
+   - mask2: one ``atomic_add`` on its counter reserves the patch's rows, so the active positions
+     land in ``indices2`` in an unspecified order (a patch's rows together, row-major within it;
+     the patches in the order they run), so a conv's tile of consecutive rows gathers from a
+     compact region of the map;
+   - mask1: a patch's active positions take the first rows of the patch's own range (the rows of
+     its in-grid positions, patches row-major: no atomics, the layout fixed), so that the programs
+     of one patch agree on them without talking: with conv1 given, program i of mask1 is tile
+     i % n_tiles of conv1's output channels of patch i // n_tiles, and computes relu(scale *
+     conv1x1(x) + bias) at its patch's active positions (gathered from x, BLOCK_M at a time) into
+     rows1; its counter is added to once per patch.
 No count reaches the host, and a seed and two counters (zeroed before, for all blocks of a forward
 at once: ``sampling_draws``) are the only state, so the step is one launch that a CUDA graph can
 capture.
@@ -21,12 +28,15 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import patch, patches
+from ._common import block_size, patch, patches, pointwise_tile
 from .gumbel_mask import eval_decision, mix32, uniform
 from .tap_conv import tap_sum_at
 
 BLOCK = 1024
-TILE_W = tl.constexpr(32)  # a program's positions: a BLOCK / 32 x 32 patch of one image
+TILE_W = tl.constexpr(32)  # mask2's programs: a BLOCK / 32 x 32 patch of one image
+BLOCK1 = 128
+TILE_W1 = tl.constexpr(16)  # mask1's programs: a BLOCK1 / 16 x 16 patch of one image
+CONV1_BLOCK_M, CONV1_BLOCK_N = 32, 64  # conv1's tile: active positions x output channels
 
 
 @triton.jit
@@ -59,65 +69,135 @@ def _sampled(
 
 
 @triton.jit
-def _sample_and_compact(
-    taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, counter_ptr, p_ptr,
-    mask_ptr, idx_ptr, map_ptr, H, W, Ho, Wo, stride, temperature,
+def _mask(
+    taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, p_ptr, mask_ptr,
+    b, yo, xo, ok, pos, H, W, stride, temperature, WRITE: tl.constexpr,
     MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr,
-    BLOCK: tl.constexpr,
 ):  # fmt: skip
-    b, yo, xo, ok, pos = patch(tl.program_id(0), Ho, Wo, BLOCK, TILE_W)
+    """Bool: whether mask o is active at the patch's positions; p and the mask written where WRITE."""
     p = _probability(taps_ptr, taps_row, bias_ptr, b, yo, xo, ok, H, W, stride, MASK)
     if GIVEN:
         mask = tl.load(given_ptr + pos, mask=ok, other=0)
     else:
         mask = _sampled(p, seed_ptr, noise_start, noise_numel, pos, yo, xo, temperature, GRID, STOCHASTIC)
     mask = mask.to(mask_ptr.dtype.element_ty)
-    tl.store(p_ptr + pos, p.to(p_ptr.dtype.element_ty), mask=ok)
-    tl.store(mask_ptr + pos, mask, mask=ok)
-    active = (ok & (mask > 0)).to(tl.int32)
-    start = tl.atomic_add(counter_ptr + MASK, tl.sum(active, axis=0))
+    if WRITE:
+        tl.store(p_ptr + pos, p.to(p_ptr.dtype.element_ty), mask=ok)
+        tl.store(mask_ptr + pos, mask, mask=ok)
+    return ok & (mask > 0)
+
+
+@triton.jit
+def _mask2_rows(
+    taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, counter_ptr, p_ptr,
+    mask_ptr, idx_ptr, map_ptr, H, W, Ho, Wo, stride, temperature,
+    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    b, yo, xo, ok, pos = patch(tl.program_id(0), Ho, Wo, BLOCK, TILE_W)
+    active = _mask(
+        taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, p_ptr, mask_ptr,
+        b, yo, xo, ok, pos, H, W, stride, temperature, True, 1, GRID, STOCHASTIC, GIVEN,
+    ).to(tl.int32)  # fmt: skip
+    start = tl.atomic_add(counter_ptr + 1, tl.sum(active, axis=0))
     rows = start + tl.cumsum(active, axis=0) - active
     tl.store(idx_ptr + rows, pos, mask=active > 0)
     tl.store(map_ptr + pos, tl.where(active > 0, rows, -1), mask=ok)
 
 
 @triton.jit
+def _mask1_rows(
+    taps_ptr, taps_row, bias_ptr, seed_ptr, noise_numel, given_ptr, counter_ptr, p_ptr, mask_ptr,
+    idx_ptr, map_ptr, x_ptr, w1_ptr, scale1_ptr, bias1_ptr, rows1_ptr,
+    H, W, Ho, Wo, stride, temperature, n_tiles, Cin, P, sxb, sxc, sxh, sxw,
+    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, CONV1: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    tile = tl.program_id(0) // n_tiles
+    n = tl.program_id(0) % n_tiles
+    b, yo, xo, ok, pos = patch(tile, Ho, Wo, BLOCK1, TILE_W1)
+    active = _mask(
+        taps_ptr, taps_row, bias_ptr, seed_ptr, 0, noise_numel, given_ptr, p_ptr, mask_ptr,
+        b, yo, xo, ok, pos, H, W, stride, temperature, n == 0, 0, GRID, STOCHASTIC, GIVEN,
+    ).to(tl.int32)  # fmt: skip
+    rank = tl.cumsum(active, axis=0) - active
+    # the patch's rows: those of its image's patch rows above it, of the patches left of it in
+    # its patch row (as tall as it), then its own, the active positions first
+    tile_h = BLOCK1 // TILE_W1
+    y0 = tl.min(yo, axis=0)
+    x0 = tl.min(xo, axis=0)
+    base = (b * Ho + y0) * Wo + tl.minimum(tile_h, Ho - y0) * x0
+    count = tl.sum(active, axis=0)
+    if n == 0:
+        tl.atomic_add(counter_ptr, count)
+        tl.store(idx_ptr + base + rank, pos, mask=active > 0)
+        tl.store(map_ptr + pos, tl.where(active > 0, base + rank, -1), mask=ok)
+    if CONV1:
+        cols = n * BLOCK_N + tl.arange(0, BLOCK_N)
+        col_ok = cols < P
+        scale = tl.load(scale1_ptr + cols, mask=col_ok, other=0).to(tl.float32)
+        shift = tl.load(bias1_ptr + cols, mask=col_ok, other=0).to(tl.float32)
+        for m0 in range(0, count, BLOCK_M):
+            r = m0 + tl.arange(0, BLOCK_M)
+            # the position of each row: the active one of that rank (no gather from registers)
+            chosen = (rank[None, :] == r[:, None]) & (active[None, :] > 0)
+            src = tl.sum(tl.where(chosen, pos[None, :], 0), axis=1)
+            r_ok = r < count
+            xs = src % Wo
+            ys = src // Wo % Ho
+            a_rows = (src // (Wo * Ho)) * sxb + ys * stride * sxh + xs * stride * sxw
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+            acc = pointwise_tile(acc, x_ptr, a_rows, sxc, r_ok, w1_ptr, Cin, cols, col_ok, IEEE, BLOCK_K)
+            acc = tl.maximum(acc * scale[None, :] + shift[None, :], 0.0)
+            out_ptrs = rows1_ptr + (base + r)[:, None] * P + cols[None, :]
+            tl.store(out_ptrs, acc.to(rows1_ptr.dtype.element_ty), mask=r_ok[:, None] & col_ok[None, :])
+
+
+@triton.jit
 def _sample_masks_kernel(
     taps_ptr, taps_row, bias_ptr, seed_ptr, given1_ptr, given2_ptr, counts_ptr,
     p1_ptr, mask1_ptr, idx1_ptr, map1_ptr, p2_ptr, mask2_ptr, idx2_ptr, map2_ptr,
+    x_ptr, w1_ptr, scale1_ptr, bias1_ptr, rows1_ptr,
     B, H, W, H1, W1, H2, W2, stride1, stride2, temperature1, temperature2, programs1, programs2,
-    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, BLOCK: tl.constexpr,
+    n_tiles, Cin, P, sxb, sxc, sxh, sxw,
+    GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr, CONV1: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK: tl.constexpr, BLOCK1: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     n1 = B * H1 * W1
     n2 = B * H2 * W2
     if tl.program_id(1) == 0:
         if tl.program_id(0) < programs1:
-            _sample_and_compact(
-                taps_ptr, taps_row, bias_ptr, seed_ptr, 0, n1 + n2, given1_ptr, counts_ptr, p1_ptr,
-                mask1_ptr, idx1_ptr, map1_ptr, H, W, H1, W1, stride1, temperature1,
-                0, GRID, STOCHASTIC, GIVEN, BLOCK,
+            _mask1_rows(
+                taps_ptr, taps_row, bias_ptr, seed_ptr, n1 + n2, given1_ptr, counts_ptr, p1_ptr,
+                mask1_ptr, idx1_ptr, map1_ptr, x_ptr, w1_ptr, scale1_ptr, bias1_ptr, rows1_ptr,
+                H, W, H1, W1, stride1, temperature1, n_tiles, Cin, P, sxb, sxc, sxh, sxw,
+                GRID, STOCHASTIC, GIVEN, CONV1, IEEE, BLOCK1, BLOCK_M, BLOCK_N, BLOCK_K,
             )  # fmt: skip
     elif tl.program_id(0) < programs2:
-        _sample_and_compact(
+        _mask2_rows(
             taps_ptr, taps_row, bias_ptr, seed_ptr, n1, n1 + n2, given2_ptr, counts_ptr, p2_ptr,
             mask2_ptr, idx2_ptr, map2_ptr, H, W, H2, W2, stride2, temperature2,
-            1, GRID, STOCHASTIC, GIVEN, BLOCK,
+            GRID, STOCHASTIC, GIVEN, BLOCK,
         )  # fmt: skip
 
 
 def sample_masks(
     taps, bias, seed, counts, given1, given2, temperature1, temperature2, grid_interval, stride1, stride2,
-    stochastic,
+    stochastic, x, weight1, scale1, bias1,
 ):  # fmt: skip
-    """Both eval masks of a block and their compaction (``mmdet.ops.gumbel_mask.sample_masks``).
+    """Both eval masks of a block, their rows, and conv1 at mask1's (``mmdet.ops.gumbel_mask.sample_masks``).
 
     taps: [B, H, W, 18] (the mask-tap GEMM, rows of any stride); bias: float32 [2]; seed: int32 [1],
     the noise's (read only when ``stochastic``); counts: int32 [2], zero, to which the masks' numbers
     of active positions are added; given1, given2: None, or masks [B, 1, h_o, w_o] taken instead of
-    sampling (p is still computed). Returns (p1, mask1, p2, mask2, indices1, indices2, map1, map2):
-    p and masks [B, 1, h_o, w_o] in taps' dtype (h_o = ceil(H / s_o)); indices_o int32 [n_o], the
-    first counts[o] entries mask o's active positions in an unspecified order; map_o int32 [n_o],
-    the row of each position in indices_o, -1 where inactive.
+    sampling (p is still computed); x: None, or the block input [B, Cin, H, W] with conv1's weight1
+    [P, Cin] and its folded BatchNorm's scale1, bias1 [P]. Returns (p1, mask1, p2, mask2, indices1,
+    indices2, map1, map2, rows1): p and masks [B, 1, h_o, w_o] in taps' dtype (h_o = ceil(H / s_o));
+    map_o int32 [n_o], the row of each position, -1 where inactive; indices_o int32 [n_o], the
+    position of each row (mask2: its first counts[1] rows, in an unspecified order; mask1: at rows
+    map1[pos], unspecified elsewhere); rows1 [n1, P] in x's dtype, relu(scale1 conv1(x) + bias1) at
+    rows map1[pos] (unspecified elsewhere), or [0, 0] without x.
     """
     batch, height, width = taps.shape[:3]
     shapes = [((height - 1) // s + 1, (width - 1) // s + 1) for s in (stride1, stride2)]
@@ -127,15 +207,26 @@ def sample_masks(
         outs.append((p, torch.empty_like(p), p.new_empty(p.numel(), dtype=torch.int32)))
     (p1, mask1, idx1), (p2, mask2, idx2) = outs
     map1, map2 = torch.empty_like(idx1), torch.empty_like(idx2)
-    programs = [patches(batch, h, w, BLOCK, TILE_W.value) for h, w in shapes]  # each mask's patches
+    conv1 = x is not None
+    planes, cin = weight1.shape if conv1 else (0, 0)
+    rows1 = taps.new_empty(p1.numel() if conv1 else 0, planes, dtype=x.dtype if conv1 else taps.dtype)
+    n_tiles = triton.cdiv(planes, CONV1_BLOCK_N) if conv1 else 1
+    programs = [
+        patches(batch, *shapes[0], BLOCK1, TILE_W1.value) * n_tiles,
+        patches(batch, *shapes[1], BLOCK, TILE_W.value),
+    ]
     if max(programs):
         given = given1 is not None
         given1, given2 = (given1.contiguous(), given2.contiguous()) if given else (counts, counts)
+        conv1_args = (x, weight1.contiguous(), scale1, bias1, rows1) if conv1 else (taps,) * 4 + (rows1,)
         _sample_masks_kernel[(max(programs), 2)](
             taps, taps.stride(2), bias, seed, given1, given2, counts,
-            p1, mask1, idx1, map1, p2, mask2, idx2, map2,
+            p1, mask1, idx1, map1, p2, mask2, idx2, map2, *conv1_args,
             batch, height, width, *shapes[0], *shapes[1], stride1, stride2,
-            float(temperature1), float(temperature2), *programs,
-            GRID=grid_interval, STOCHASTIC=bool(stochastic) and not given, GIVEN=given, BLOCK=BLOCK,
+            float(temperature1), float(temperature2), *programs, n_tiles, cin, planes,
+            *(x.stride() if conv1 else (0, 0, 0, 0)),
+            GRID=grid_interval, STOCHASTIC=bool(stochastic) and not given, GIVEN=given, CONV1=conv1,
+            IEEE=conv1 and x.dtype == torch.float32, BLOCK=BLOCK, BLOCK1=BLOCK1, BLOCK_M=CONV1_BLOCK_M,
+            BLOCK_N=CONV1_BLOCK_N, BLOCK_K=block_size(cin, 16, 64),
         )  # fmt: skip
-    return p1, mask1, p2, mask2, idx1, idx2, map1, map2
+    return p1, mask1, p2, mask2, idx1, idx2, map1, map2, rows1
