@@ -197,7 +197,7 @@ def stages(args):
         Stage('deps', 30, deps),
         Stage('build', 150, build, build_env),
         # the dry twins (Hopper compiles, interpreted kernels) take longer than the GPU's tests
-        Stage('kernels', 180 if dry else 120, test_cmds['kernels'], dict(MMDET_TRITON_AUTOTUNE='0')),
+        Stage('kernels', 300 if dry else 120, test_cmds['kernels'], dict(MMDET_TRITON_AUTOTUNE='0')),
         Stage('models', 60, test_cmds['models'], dict(MMDET_TRITON_AUTOTUNE='0')),
         Stage('train', 90, test_cmds['train'], dict(MMDET_TRITON_AUTOTUNE='0')),
         Stage('graphs', 60, test_cmds['graphs'], dict(MMDET_TRITON_AUTOTUNE='0')),

@@ -150,11 +150,10 @@ class Positions(NamedTuple):
 
 
 def sampled_conv1(block, x: torch.Tensor) -> tuple:
-    """conv1 for the fused sampling to run at mask1's positions (``sample_masks``' conv1): (x
-    channels-last, weight Tensor[P, Cin], scale1, bias1 of the folded bn1)."""
+    """conv1 for the fused sampling to run at mask1's positions (``sample_masks``' conv1): (x,
+    weight Tensor[P, Cin], scale1, bias1 of the folded bn1)."""
     scale1, bias1 = _folded_params(block)[:2]
-    weight = block.conv1.weight.reshape(block.conv1.out_channels, block.conv1.in_channels)
-    return x.contiguous(memory_format=torch.channels_last), weight, scale1, bias1
+    return x, block.conv1.weight.reshape(block.conv1.out_channels, block.conv1.in_channels), scale1, bias1
 
 
 def dense_offsets(block, positions: Positions | None):
@@ -307,9 +306,7 @@ def sparse_bottleneck_forward(
         idx1, idx2, counts, map1, map2, rows1, offset_taps = positions
         cnt1, cnt2 = counts[:1], counts[1:]
         if rows1 is None:
-            raise ValueError(
-                'sparse_bottleneck_forward: positions without conv1 rows (sample_masks ran no conv1)'
-            )
+            raise ValueError('sparse_bottleneck_forward: positions.rows1 is None (sample_masks ran no conv1)')
     kernel = block.gaussian_kernel
     h1 = _interpolate(rows1, mask1, (idx1, cnt1), map1, sigma1, kernel)
 

@@ -392,10 +392,10 @@ class SparseResNet(ResNet):
         generator = self.sampling_generator(x.device)
         execution = self.execution_on(x.device)
         x = self.stem(x)
+        blocks = self.sparse_blocks()
         draws = None  # the fused sampling's seeds and counters of every block: two launches per forward
         if fused_sampling(self.training, x):
-            draws = sampling_draws(len(self.sparse_blocks()), x.device, generator)
-        blocks = self.sparse_blocks()
+            draws = sampling_draws(len(blocks), x.device, generator)
         outs, records, index, relay = [], [], 0, None
         for i, name in enumerate(self.layer_names):
             for block in getattr(self, name):

@@ -71,17 +71,17 @@ def _sampled(
 @triton.jit
 def _mask(
     taps_ptr, taps_row, bias_ptr, seed_ptr, noise_start, noise_numel, given_ptr, p_ptr, mask_ptr,
-    b, yo, xo, ok, pos, H, W, stride, temperature, WRITE: tl.constexpr,
+    b, yo, xo, ok, pos, H, W, stride, temperature, write,
     MASK: tl.constexpr, GRID: tl.constexpr, STOCHASTIC: tl.constexpr, GIVEN: tl.constexpr,
 ):  # fmt: skip
-    """Bool: whether mask o is active at the patch's positions; p and the mask written where WRITE."""
+    """Bool: whether mask o is active at the patch's positions; p and the mask written if ``write``."""
     p = _probability(taps_ptr, taps_row, bias_ptr, b, yo, xo, ok, H, W, stride, MASK)
     if GIVEN:
         mask = tl.load(given_ptr + pos, mask=ok, other=0)
     else:
         mask = _sampled(p, seed_ptr, noise_start, noise_numel, pos, yo, xo, temperature, GRID, STOCHASTIC)
     mask = mask.to(mask_ptr.dtype.element_ty)
-    if WRITE:
+    if write:
         tl.store(p_ptr + pos, p.to(p_ptr.dtype.element_ty), mask=ok)
         tl.store(mask_ptr + pos, mask, mask=ok)
     return ok & (mask > 0)
