@@ -6,11 +6,12 @@
 
 Weight w trains BASE_CONFIG with ``--cfg-options model.backbone.sparse_loss_weight=w`` in
 ``WORK_ROOT/sparse_loss_weight_<w>`` (tools/train.py, or tools/dist_train.sh with --gpus > 1),
-then tests its ``latest.pth`` with tools/test.py (``results.pkl`` and ``results_density.json``,
-the measured densities and GFLOPs), evaluates the results in-process (``metrics.json``) and
-finally writes ``WORK_ROOT/sweep.{md,csv,png}``. Modes: ``run`` trains from scratch, ``resume``
-passes --auto-resume (continues from each run's latest.pth), ``collect`` only evaluates and
-tabulates what is already there (runs without results are reported and left out).
+then tests its ``latest.pth`` with tools/test.py ``--eval bbox`` (``results.pkl``,
+``results_density.json``: the measured densities and GFLOPs, ``results_metrics.json``: the COCO
+metrics) and finally writes ``WORK_ROOT/sweep.{md,csv,png}``. Modes: ``run`` trains from scratch,
+``resume`` passes --auto-resume (continues from each run's latest.pth), ``collect`` only tabulates
+what is already there, evaluating results.pkl in-process where a run has no bbox metrics (runs
+without results are reported and left out).
 --cfg-options apply to every run's training, testing and evaluation; --train-args and
 --test-args go to tools/train.py and tools/test.py only.
 """
@@ -76,7 +77,7 @@ class Run:
 
     @property
     def metrics_json(self):
-        return os.path.join(self.work_dir, 'metrics.json')
+        return os.path.join(self.work_dir, 'results_metrics.json')  # where tools/test.py writes them
 
     def config(self):
         """The derived config (BASE_CONFIG with the weight merged in)."""
@@ -129,38 +130,37 @@ def train_command(run, gpus=1, resume=False, extra=()):
 
 
 def test_command(run, gpus=1, extra=()):
-    """The argv that tests ``run``'s latest.pth, writing results.pkl and results_density.json."""
+    """The argv that tests ``run``'s latest.pth, writing results.pkl, results_density.json and the
+    bbox metrics, results_metrics.json (``--eval bbox`` before ``extra``, which may choose others)."""
     checkpoint = os.path.join(run.work_dir, 'latest.pth')
     if gpus > 1:
         head = ['bash', os.path.join(TOOLS, 'dist_test.sh'), run.base_config, checkpoint, str(gpus)]
     else:
         head = [sys.executable, os.path.join(TOOLS, 'test.py'), run.base_config, checkpoint]
-    return [*head, '--out', run.results, *extra, *run.cfg_option_args]
+    return [*head, '--out', run.results, '--eval', 'bbox', *extra, *run.cfg_option_args]
 
 
 def evaluate_run(run):
-    """COCO bbox metrics of ``run``'s results.pkl on the derived config's test set -> metrics.json."""
+    """COCO bbox metrics of ``run``'s results.pkl on the derived config's test set."""
     cfg = run.config()
     dataset = build_dataset(cfg.data.test, dict(test_mode=True))
     results = load_results(run.results).ordered(dataset.img_ids, dataset.CLASSES, where='data.test')
-    metrics = dataset.evaluate(results, metric='bbox')
-    with open(run.metrics_json, 'w') as f:
-        json.dump(metrics, f, indent=1)
-    return metrics
+    return dataset.evaluate(results, metric='bbox')
 
 
 def collect_row(run):
-    """The table row of ``run`` (evaluating results.pkl first if metrics.json is missing), or None
-    when its results or density report are missing."""
-    if not os.path.isfile(run.density_json) or not (
-        os.path.isfile(run.metrics_json) or os.path.isfile(run.results)
-    ):
-        return None
+    """The table row of ``run``, or None when its results or density report are missing. Where its
+    metrics_json has no bbox metrics, results.pkl is evaluated and they are added to it."""
+    metrics = {}
     if os.path.isfile(run.metrics_json):
         with open(run.metrics_json) as f:
             metrics = json.load(f)
-    else:
-        metrics = evaluate_run(run)
+    if not os.path.isfile(run.density_json) or not ('bbox_mAP' in metrics or os.path.isfile(run.results)):
+        return None
+    if 'bbox_mAP' not in metrics:
+        metrics.update(evaluate_run(run))
+        with open(run.metrics_json, 'w') as f:
+            json.dump(metrics, f, indent=1)
     with open(run.density_json) as f:
         report = json.load(f)
     densities = report['densities']
@@ -244,7 +244,6 @@ def main(argv=None):
             ):
                 print('+', shlex.join(cmd), flush=True)
                 subprocess.run(cmd, check=True, env=env)
-            evaluate_run(run)
     rows, missing = [], []
     for run in runs:
         row = collect_row(run)

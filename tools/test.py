@@ -2,7 +2,8 @@
 torchrun with ``--launcher pytorch`` (tools/dist_test.sh) or under srun with ``--launcher slurm``
 (tools/slurm_test.sh). For a SparseResNet backbone it also prints the per-block mask densities
 and the measured backbone GFLOPs, in the official code's log lines and in our table, and, with
-``--out``, writes them to ``<out without extension>_density.json``. Its stochastic sampling
+``--out``, writes them to ``<out without extension>_density.json`` (and the ``--eval`` metrics to
+``<out without extension>_metrics.json``). Its stochastic sampling
 draws from a generator seeded with ``--seed`` (plus the rank), so evaluating a checkpoint twice
 gives the same masks and the same numbers, with ``--compile`` too (the backbone and neck through
 torch.compile, ``mmdet.apis.compile``: the same noise, the same detections within float rounding)."""
@@ -169,19 +170,27 @@ def evaluate(args, cfg, distributed, device):
     if args.out:
         print(f'writing results to {args.out}')
         save_results(args.out, results, dataset.img_ids, dataset.CLASSES)
+    metrics = {}
     for metric in args.eval or []:
-        metrics = dataset.evaluate(
-            detections_as_proposals(results) if metric == 'proposal' else results, metric
-        )
-        print('\n'.join(f'{name}: {value}' for name, value in metrics.items()))
+        detections = detections_as_proposals(results) if metric == 'proposal' else results
+        found = dataset.evaluate(detections, metric)
+        print('\n'.join(f'{name}: {value}' for name, value in found.items()))
+        metrics.update(found)
+    if metrics and args.out:
+        write_beside_out(args.out, 'metrics', metrics, 'the metrics')
     if report is not None:
         print(format_official_density_log(report, cfg.model.backbone.depth))
         print(format_density_table(report))
         if args.out:
-            path = os.path.splitext(args.out)[0] + '_density.json'
-            with open(path, 'w') as f:
-                json.dump(report, f)
-            print(f'wrote densities and GFLOPs to {path}')
+            write_beside_out(args.out, 'density', report, 'densities and GFLOPs')
+
+
+def write_beside_out(out, name, data, what):
+    """``data`` as JSON in ``<out without extension>_<name>.json``."""
+    path = os.path.splitext(out)[0] + f'_{name}.json'
+    with open(path, 'w') as f:
+        json.dump(data, f, indent=1)
+    print(f'wrote {what} to {path}')
 
 
 if __name__ == '__main__':

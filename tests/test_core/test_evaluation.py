@@ -14,20 +14,6 @@ from mmdet.datasets import CocoDataset
 TOOL = Path(__file__).resolve().parents[2] / 'tools' / 'coco_eval.py'
 
 
-def gt_as_detections(dataset, shift=0.0):
-    """Per-image per-class [k, 5] arrays holding the ground truth (x shifted by ``shift`` * width)."""
-    results = []
-    for i in range(len(dataset)):
-        ann = dataset.get_ann_info(i)
-        per_class = [np.zeros((0, 5), dtype=np.float32) for _ in dataset.CLASSES]
-        for box, label in zip(ann['bboxes'], ann['labels']):
-            box = box.copy()
-            box[0::2] += shift * (box[2] - box[0] + 1)
-            per_class[label - 1] = np.vstack([per_class[label - 1], np.append(box, 0.9)[None]])
-        results.append(per_class)
-    return results
-
-
 def _tool():
     spec = importlib.util.spec_from_file_location('coco_eval_tool', TOOL)
     module = importlib.util.module_from_spec(spec)
@@ -57,7 +43,7 @@ def test_det2json_uses_v06_widths():
     ]
 
 
-def test_ground_truth_scores_one_and_a_shift_scores_less(test_set):
+def test_ground_truth_scores_one_and_a_shift_scores_less(test_set, gt_as_detections):
     exact = test_set.evaluate(gt_as_detections(test_set), logger='silent')
     assert set(exact) == set(BBOX_KEYS)
     assert exact['bbox_mAP'] == pytest.approx(1.0) and exact['bbox_AR_100'] == pytest.approx(1.0)
@@ -67,14 +53,14 @@ def test_ground_truth_scores_one_and_a_shift_scores_less(test_set):
     assert shifted['bbox_mAP'] == pytest.approx(0.7)
 
 
-def test_proposal_recall(test_set):
+def test_proposal_recall(test_set, gt_as_detections):
     proposals = [np.vstack([np.zeros((0, 5))] + list(per_class)) for per_class in gt_as_detections(test_set)]
     recall = test_set.evaluate(proposals, metric='proposal', logger='silent')
     assert set(recall) == {'AR@100', 'AR@300', 'AR@1000', 'AR_s@1000', 'AR_m@1000', 'AR_l@1000'}
     assert recall['AR@100'] == pytest.approx(1.0) and recall['AR@1000'] == pytest.approx(1.0)
 
 
-def test_results_that_do_not_match(test_set):
+def test_results_that_do_not_match(test_set, gt_as_detections):
     good = gt_as_detections(test_set)
     with pytest.raises(ValueError, match='4 images but the dataset has 5'):
         test_set.evaluate(good[:4])
@@ -95,7 +81,7 @@ def test_results_that_do_not_match(test_set):
         check_json_results(coco, [dict(image_id=1, category_id=12, bbox=[0, 0, 1, 1], score=1.0)])
 
 
-def test_coco_eval_tool(test_set, real_sample, tmp_path):
+def test_coco_eval_tool(test_set, real_sample, tmp_path, gt_as_detections):
     tool = _tool()
     ann = str(real_sample / 'annotations.json')
     results = gt_as_detections(test_set)

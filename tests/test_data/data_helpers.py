@@ -3,8 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
-
 
 def edit_annotations(root, edit):
     """Load ``root/annotations.json``, apply ``edit(dict)`` in place, write it back."""
@@ -30,17 +28,3 @@ def pipeline(img_scale=(333, 200), flip_ratio=0.0, train=True):
         ),
     ]
     return steps
-
-
-def gt_as_detections(dataset, shift=0.0):
-    """Per-image per-class [k, 5] arrays holding the ground truth (x shifted by ``shift`` * width)."""
-    results = []
-    for i in range(len(dataset)):
-        ann = dataset.get_ann_info(i)
-        per_class = [np.zeros((0, 5), dtype=np.float32) for _ in dataset.CLASSES]
-        for box, label in zip(ann['bboxes'], ann['labels']):
-            box = box.copy()
-            box[0::2] += shift * (box[2] - box[0] + 1)
-            per_class[label - 1] = np.vstack([per_class[label - 1], np.append(box, 0.9)[None]])
-        results.append(per_class)
-    return results

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import edit_annotations, gt_as_detections, pipeline
+from data_helpers import edit_annotations, pipeline
 
 from mmdet.core.evaluation import class_mismatch, load_results, save_results
 from mmdet.datasets import CocoDataset, CustomDataset
@@ -30,7 +30,7 @@ def _test_set(root):
 
 
 @pytest.fixture
-def saved(real_sample, tmp_path):
+def saved(real_sample, tmp_path, gt_as_detections):
     """The real sample's ground truth as detections, saved as tools/test.py saves them."""
     test_set = _test_set(real_sample)
     path = tmp_path / 'results.pkl'
@@ -71,7 +71,7 @@ def test_fewer_images_in_the_annotation_file_is_refused(saved, sample_copy):
         _tool().main([str(saved), '--ann', ann])
 
 
-def test_stored_class_names_pick_the_categories(real_sample, tmp_path):
+def test_stored_class_names_pick_the_categories(real_sample, tmp_path, gt_as_detections):
     subset = CustomDataset(
         str(real_sample / 'annotations.json'),
         pipeline(train=False),

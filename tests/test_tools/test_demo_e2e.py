@@ -76,6 +76,7 @@ def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
     )  # fmt: skip
     assert test.returncode == 0, test.stdout[-3000:] + test.stderr[-3000:]
     assert 'bbox_mAP: ' in test.stdout and 'backbone GFLOPs: ' in test.stdout
+    assert 0 <= json.loads((tmp_path / 'dist_metrics.json').read_text())['bbox_mAP'] <= 1
     report = json.loads((tmp_path / 'dist_density.json').read_text())
     assert len(report['densities']) == 8 and report['gflops'] > 0
     assert all(0 < d <= 1 for pair in report['densities'] for d in pair)
@@ -91,6 +92,7 @@ def test_two_process_gloo_train_and_test(tmp_path, tool_env, demo_options):
     assert sorted(os.listdir(tmp_path)) == [
         'dist.pkl',
         'dist_density.json',
+        'dist_metrics.json',
         'single.pkl',
         'single_density.json',
         'work',

@@ -53,7 +53,7 @@ NONE = np.zeros((0, 5), dtype=np.float32)
 
 
 def _fabricate(run, results, densities, gflops, metrics=None):
-    """What tools/test.py (results.pkl, results_density.json) and the sweep (metrics.json) leave."""
+    """What tools/test.py leaves: results.pkl, results_density.json and, given, results_metrics.json."""
     Path(run.work_dir).mkdir(parents=True, exist_ok=True)
     save_results(run.results, results, img_ids=[1, 2], classes=['thing'])  # base_config's test set
     Path(run.density_json).write_text(json.dumps(dict(densities=densities, gflops=gflops)))
@@ -85,8 +85,15 @@ def test_commands_parse_as_the_tools_parse_them(tmp_path):
     test_args = _tool('test').parse_args(sweep.test_command(run)[2:])
     assert test_args.checkpoint == str(Path(run.work_dir) / 'latest.pth') and test_args.out == run.results
     assert test_args.cfg_options == {'total_epochs': 1, 'model.backbone.sparse_loss_weight': 0.05}
+    assert test_args.eval == ['bbox']  # test.py evaluates (and writes results_metrics.json), not the sweep
+    assert _tool('test').parse_args(sweep.test_command(run, extra=['--eval', 'proposal'])[2:]).eval == [
+        'proposal'
+    ]
     dist = sweep.train_command(run, gpus=8)
     assert dist[:4] == ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEMO), '8']
+    dist_test = sweep.test_command(run, gpus=8)
+    assert dist_test[:3] == ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(DEMO)]
+    assert dist_test[dist_test.index('--eval') + 1] == 'bbox'  # dist_test.sh adds no second one
 
 
 def test_bad_sweeps_are_refused(tmp_path):
@@ -104,7 +111,7 @@ def test_collect_evaluates_and_writes_the_tables(base_config, tmp_path):
     root = tmp_path / 'sweep'
     runs = sweep.derive_runs(base_config, [0, 0.02, 0.05], str(root))
     # w = 0: both boxes found, not evaluated yet; w = 0.02: one of two found, metrics already
-    # computed by the sweep (a made-up AP50 shows they are read, not recomputed); w = 0.05: no output
+    # written by tools/test.py (a made-up AP50 shows they are read, not recomputed); w = 0.05: no output
     _fabricate(runs[0], [[HIT_1], [HIT_2]], [[1.0, 0.8], [0.6, 0.4]], 12.5)
     _fabricate(
         runs[1],
@@ -145,11 +152,13 @@ def test_run_and_resume_train_test_then_evaluate(base_config, tmp_path, monkeypa
     issued = []
 
     def fake_run(cmd, check, env):
-        """Stands in for tools/train.py and tools/test.py: test leaves its outputs."""
+        """Stands in for tools/train.py and tools/test.py: test leaves its outputs, metrics made up
+        (both boxes are found: evaluating them again would give 1.0)."""
         issued.append(cmd)
         if Path(cmd[1]).name == 'test.py':
             run = next(r for r in sweep.derive_runs(base_config, [0.02, 0.1], str(root)) if r.results in cmd)
-            _fabricate(run, [[HIT_1], [HIT_2]], [[0.5, 0.5]], 3.0)
+            metrics = dict(bbox_mAP=0.25, bbox_mAP_50=0.5, bbox_mAP_75=0.125)
+            _fabricate(run, [[HIT_1], [HIT_2]], [[0.5, 0.5]], 3.0, metrics)
 
     monkeypatch.setattr(sweep.subprocess, 'run', fake_run)
     argv = [base_config, '--weights', '0.02', '0.1', '--work-root', str(root), '--train-args=--seed 1']
@@ -161,7 +170,9 @@ def test_run_and_resume_train_test_then_evaluate(base_config, tmp_path, monkeypa
         '--cfg-options',
         'model.backbone.sparse_loss_weight=0.02',
     ]
-    assert json.loads((root / 'sparse_loss_weight_0_1' / 'metrics.json').read_text())['bbox_mAP'] == 1.0
+    assert all(cmd[cmd.index('--eval') + 1] == 'bbox' for cmd in issued[1::2])
+    with open(root / 'sweep.csv') as f:  # test.py's metrics, not evaluated a second time
+        assert [float(r['bbox_mAP']) for r in csv.DictReader(f)] == [0.25, 0.25]
     assert len((root / 'sweep.md').read_text().splitlines()) == 6  # title, blank, header, rule, 2 rows
 
     issued.clear()

@@ -2,6 +2,7 @@
 scripts run the real demo config in test_demo_e2e.py)."""
 
 import hashlib
+import json
 import os
 
 import pytest
@@ -26,6 +27,7 @@ def test_train_then_test_single_process(tmp_path, capsys):
     results = saved.results
     assert [float(r[0][0, 0]) for r in results] == [0, 1, 2, 3, 4]
     assert 'bbox_mAP: 1.0' in capsys.readouterr().out
+    assert json.loads((tmp_path / 'results_metrics.json').read_text())['bbox_mAP'] == 1.0
     assert not (tmp_path / 'results_density.json').exists()  # the toy backbone has no density
     with pytest.raises(ValueError, match='--dtype bf16: ToyDetector has no inference_in'):
         load_tool('test').main([str(TOY_CONFIG), str(work / 'latest.pth'), '--dtype', 'bf16'])
