@@ -158,14 +158,14 @@ class _SparseMasks:
         the block's output grid (Tensor[B, 1, H/s, W/s])."""
         return self._sampled_masks(x, generator)[0]
 
-    def _sampled_masks(self, x, generator, given=None, draw=None, relay=None, conv1=None):
+    def _sampled_masks(self, x, generator, given=None, draw=None, relay=None, with_conv1=False):
         """-> (BlockMasks, positions): ``masks(x, generator)``, or with ``given`` = (mask1, mask2)
         those with the probabilities of x. Where ``fused_sampling`` holds one kernel samples both
         masks (or takes the given ones) with the noise of ``draw`` (None: one drawn from
         ``generator``) and compacts them (``sample_masks``), from the tap GEMM of x (the relay's
         where the block before made it, else made here), positions then ``sparse_exec.Positions``
-        (a DCN block's offset taps come from the same GEMM; conv1's rows where ``conv1``, as
-        ``sparse_exec.sampled_conv1`` gives it, runs there), else None."""
+        (a DCN block's offset taps come from the same GEMM; conv1's rows where ``with_conv1``:
+        ``sparse_exec.sampled_conv1`` runs there), else None."""
         if not fused_sampling(self.training, x):
             p1, p2 = mask_probs(x, self.conv1_mask, self.conv2_mask)
             if given is not None:
@@ -182,7 +182,7 @@ class _SparseMasks:
             self.sampling == 'stochastic',
             draw or sampling_draws(1, x.device, generator)[0],
             given,
-            conv1,
+            sparse_exec.sampled_conv1(self, x) if with_conv1 else None,
         )
         positions = Positions(*positions, offset_taps[0] if offset_taps else None)
         return BlockMasks(*(given or (mask1, mask2)), p1, p2), positions
@@ -210,8 +210,7 @@ class SparseBottleneck(_SparseMasks, Bottleneck):
     def _sampled_forward(self, x, generator, execution, given, draw, relay):
         """-> (out, BlockMasks): the block output and its masks (with counts from the exact sparse path)."""
         sparse = execution == 'sparse' and not self.training
-        conv1 = sparse_exec.sampled_conv1(self, x) if sparse and fused_sampling(self.training, x) else None
-        masks, positions = self._sampled_masks(x, generator, given, draw, relay, conv1)
+        masks, positions = self._sampled_masks(x, generator, given, draw, relay, with_conv1=sparse)
         if sparse:
             out, counts = sparse_bottleneck_forward(self, x, masks.mask1, masks.mask2, positions, relay)
             return out, masks.with_counts(counts)
