@@ -20,7 +20,8 @@ EXECUTION_MODES = ('auto', 'dense', 'sparse')
 # densities (71.4 and 164.8 GFLOPs), ResNet-101-DCN Bottlenecks
 FASTER = {
     # 2-core CPU, fp32, commit e967845: exact sparse 599 / 1015 ms at 71.4 / 164.8 GFLOPs, below
-    # even the dense ResNet-101 without DCN and masks (1089 ms)
+    # even the dense ResNet-101 without DCN and masks (1089 ms); an AMD EPYC, commit 201505c:
+    # exact sparse 457 / 845 ms, dense-masked 3691 / 3678 ms
     ('cpu', 'compiled'): 'sparse',
     # H100, fp16, batch 1, commit 7b4b793: exact sparse 18.3 ms at 71.4 GFLOPs, 20.8 ms at density
     # 1, the dense ResNet-101-DCN 7.66 ms
