@@ -22,8 +22,9 @@ failure or a timeout in one never stops the next:
   detector     the whole detector, dense-DCN vs sparse@71.4, batch 1, per part (--stages)
   train_step   a float16 training step (GradScaler) of the dense-DCN and the sparse detector,
                batch 2, with the peak memory (--what train)
-The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0); so do the benchmarks,
-unless ``--autotune``. The summary (printed last, and $OUT/summary.txt) is one table: each
+The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0), the kernels and models
+stages in one pytest process per core (pytest-xdist, ``parallel_test_processes``); so do the
+benchmarks, unless ``--autotune``. The summary (printed last, and $OUT/summary.txt) is one table: each
 stage's result, time and headline (test counts, benchmark rows, speed targets, failed tests).
 $OUT gets 8 files: summary.txt, setup.log, tests.log, bench.log, bench_b1.json, bench_b8.json,
 bench_detector.json, bench_train.json.
@@ -113,8 +114,20 @@ def wheel_files(folder):
     return [str(p) for p in sorted(Path(folder).glob('*.whl'))]
 
 
-def pytest_cmd(py, marker, *paths):
-    return [py, '-m', 'pytest', '-v', '-rfE', '-p', 'no:cacheprovider', '-m', marker, *paths]
+def pytest_cmd(py, marker, *paths, workers=1):
+    """pytest with ``marker`` over ``paths``; ``workers`` > 1: that many processes (pytest-xdist)."""
+    parallel = ['-n', str(workers)] if workers > 1 else []
+    return [py, '-m', 'pytest', '-v', '-rfE', '-p', 'no:cacheprovider', '-m', marker, *parallel, *paths]
+
+
+def parallel_test_processes():
+    """Processes for the kernels and models stages: Triton compiles each specialisation of a
+    kernel on first use, on one core (the larger ones take 10-25 s for sm_90 on the 2-core dev
+    machine), and the 352 GPU tests of tests/test_ops and tests/test_models make dozens of them:
+    one after another they would use up those stages' limits on a cold machine (an earlier run
+    spent its batch-1 benchmark's 170 s compiling), so they compile in parallel, one process per
+    core up to 16. The other test stages run in one process: NCCL ports, timing, CUDA graphs."""
+    return min(16, os.cpu_count() or 1)
 
 
 def bench_cmd(py, dry, batch, out, *extra):
@@ -168,7 +181,10 @@ def stages(args):
         'train': ['tests/test_tools/test_gpu_train.py'],
         'graphs': ['tests/test_tools/test_benchmark.py', 'tests/test_utils/test_timing.py'],
     }
-    test_cmds = {name: [pytest_cmd(py, 'gpu', *paths)] for name, paths in tests.items()}
+    parallel = {'kernels': parallel_test_processes(), 'models': parallel_test_processes()}
+    test_cmds = {
+        name: [pytest_cmd(py, 'gpu', *paths, workers=parallel.get(name, 1))] for name, paths in tests.items()
+    }
     if dry:  # the CPU twins
         test_cmds['kernels'] += [
             [py, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', 'tests/test_ops/test_triton_compile.py'],

@@ -110,9 +110,10 @@ def test_stages_run_in_turn_whatever_the_ones_before_gave(tmp_path):
 
 
 @pytest.mark.parametrize('dry', [False, True])
-def test_every_command_of_a_run_parses(tmp_path, wheels, dry):
+def test_every_command_of_a_run_parses(tmp_path, wheels, dry, monkeypatch):
     """What the GPU run (and the dry run) would execute: benchmark arguments, test paths and
     markers, inline Python, executables, checked without running them."""
+    monkeypatch.setattr(gpu_check.os, 'cpu_count', lambda: 64)  # the GPU tests: 16 processes at most
     args = _args(tmp_path, wheels, *(['--dry'] if dry else []))
     stages = gpu_check.stages(args)
     assert tuple(stage.name for stage in stages) == gpu_check.STAGES
@@ -130,6 +131,8 @@ def test_every_command_of_a_run_parses(tmp_path, wheels, dry):
                 assert paths and all((REPO / p).exists() for p in paths), argv
                 if '-m' in argv[3:]:
                     assert argv[argv.index('-m', 3) + 1] in ('gpu', 'not gpu')
+                workers = argv[argv.index('-n') + 1] if '-n' in argv else '1'
+                assert workers == ('16' if stage.name in ('kernels', 'models') and 'gpu' in argv else '1')
             elif argv[1] == '-c':
                 compile(argv[2], f'{stage.name} -c', 'exec')
             elif argv[0] == sys.executable and argv[1].endswith('.py'):
