@@ -103,7 +103,7 @@ def test_stages_run_in_turn_whatever_the_ones_before_gave(tmp_path):
     assert '\nstill ran\n' in log and 'never ran' not in log and 'timed out after 2 s' in log
     args = gpu_check.parse_args(['--dry', '--commit', 'c0ffee'])
     table = gpu_check.summary(args, results, 12.0).splitlines()
-    assert table[0].startswith('gpu_check: DRY run on the CPU, commit c0ffee, 12 s of 460 s')
+    assert table[0].startswith('gpu_check: DRY run on the CPU, commit c0ffee, 12 s of 640 s')
     assert table[-1].startswith('train        ok') and table[-1].endswith('3 passed, 1 skipped in 0.12s')
     late = gpu_check.run_all(todo[2:], dict(os.environ), time.monotonic() + 10, tmp_path)
     assert late[0][1][0] == 'SKIPPED'  # under 20 s left of the time box
