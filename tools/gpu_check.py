@@ -22,10 +22,11 @@ failure or a timeout in one never stops the next:
   detector     the whole detector, dense-DCN vs sparse@71.4, batch 1, per part (--stages)
   train_step   a float16 training step (GradScaler) of the dense-DCN and the sparse detector,
                batch 2, with the peak memory (--what train)
-The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0), the kernels and models
-stages in one pytest process per core (pytest-xdist, ``parallel_test_processes``); so do the
-benchmarks, unless ``--autotune``. The summary (printed last, and $OUT/summary.txt) is one table: each
-stage's result, time and headline (test counts, benchmark rows, speed targets, failed tests).
+The tests compile every Triton kernel once (MMDET_TRITON_AUTOTUNE=0); so do the benchmarks,
+unless ``--autotune``. The kernels and models stages run their tests in one pytest process per
+core (pytest-xdist, ``parallel_test_processes``). The summary (printed last, and
+$OUT/summary.txt) is one table: each stage's result, time and headline (test counts, benchmark
+rows, speed targets, failed tests).
 $OUT gets 8 files: summary.txt, setup.log, tests.log, bench.log, bench_b1.json, bench_b8.json,
 bench_detector.json, bench_train.json.
 
@@ -186,9 +187,10 @@ def stages(args):
         'train': ['tests/test_tools/test_gpu_train.py'],
         'graphs': ['tests/test_tools/test_benchmark.py', 'tests/test_utils/test_timing.py'],
     }
-    parallel = {'kernels': parallel_test_processes(), 'models': parallel_test_processes()}
+    workers = parallel_test_processes()
     test_cmds = {
-        name: [pytest_cmd(py, 'gpu', *paths, workers=parallel.get(name, 1))] for name, paths in tests.items()
+        name: [pytest_cmd(py, 'gpu', *paths, workers=workers if name in ('kernels', 'models') else 1)]
+        for name, paths in tests.items()
     }
     if dry:  # the CPU twins
         test_cmds['kernels'] += [
